@@ -1063,6 +1063,7 @@ static bool tcmu_reap(struct tcmu_dev *udev)
 	if (test_bit(TCMU_DEV_BROKEN, &udev->flags) || !udev->mb)
 		return false;
 
+	/* Pairs with the handler's release of cmd_tail after its writes. */
 	new_tail = smp_load_acquire(&udev->mb->cmd_tail);
 	if (new_tail == udev->ring_tail)
 		return false;
@@ -1158,6 +1159,13 @@ static void tcmu_run_qfull(struct tcmu_dev *udev, bool fail)
 	tcmu_arm_timer(udev, &udev->qfull_timer, &udev->qfull);
 }
 
+/* NOT READY, LOGICAL UNIT COMMUNICATION FAILURE: the handler let us down. */
+static void tcmu_fail_comm(struct se_cmd *se_cmd)
+{
+	target_complete_cmd_with_sense(se_cmd, SAM_STAT_CHECK_CONDITION,
+				       TCM_LOGICAL_UNIT_COMMUNICATION_FAILURE);
+}
+
 /* Complete ring commands whose deadline passed; they keep their slot. */
 static void tcmu_expire_inflight(struct tcmu_dev *udev)
 {
@@ -1176,9 +1184,7 @@ static void tcmu_expire_inflight(struct tcmu_dev *udev)
 		if (se_cmd) {
 			se_cmd->priv = NULL;
 			cmd->se_cmd = NULL;
-			target_complete_cmd_with_sense(se_cmd,
-						       SAM_STAT_CHECK_CONDITION,
-						       TCM_LOGICAL_UNIT_COMMUNICATION_FAILURE);
+			tcmu_fail_comm(se_cmd);
 		}
 	}
 	tcmu_arm_timer(udev, &udev->cmd_timer, &udev->inflight);
@@ -1339,13 +1345,11 @@ static void tcmu_tmr_notify(struct se_device *se_dev, enum tcm_tmreq_table tmf,
 		if (cmd && cmd->id && tmr->nr_ids < on_ring)
 			tmr->ids[tmr->nr_ids++] = cmd->id;
 	}
-	if (test_bit(TCMU_DEV_BROKEN, &udev->flags)) {
+	if (test_bit(TCMU_DEV_BROKEN, &udev->flags) ||
+	    (list_empty(&udev->tmr_queue) && tcmu_tmr_to_ring(udev, tmr)))
 		kfree(tmr);
-	} else if (list_empty(&udev->tmr_queue) && tcmu_tmr_to_ring(udev, tmr)) {
-		kfree(tmr);
-	} else {
+	else
 		list_add_tail(&tmr->node, &udev->tmr_queue);
-	}
 out:
 	mutex_unlock(&udev->ring_lock);
 }
@@ -1808,21 +1812,21 @@ static sector_t tcmu_get_blocks(struct se_device *se_dev)
  */
 
 enum {
-	Opt_dev_config, Opt_dev_size, Opt_hw_block_size, Opt_hw_max_sectors,
-	Opt_nl_reply_supported, Opt_max_data_area_mb, Opt_data_pages_per_blk,
-	Opt_cmd_ring_size_mb, Opt_err,
+	TCMU_OPT_DEV_CONFIG, TCMU_OPT_DEV_SIZE, TCMU_OPT_HW_BLOCK_SIZE, TCMU_OPT_HW_MAX_SECTORS,
+	TCMU_OPT_NL_REPLY_SUPPORTED, TCMU_OPT_MAX_DATA_AREA_MB, TCMU_OPT_DATA_PAGES_PER_BLK,
+	TCMU_OPT_CMD_RING_SIZE_MB, TCMU_OPT_ERR,
 };
 
 static const match_table_t tcmu_control_tokens = {
-	{ Opt_dev_config, "dev_config=%s" },
-	{ Opt_dev_size, "dev_size=%s" },
-	{ Opt_hw_block_size, "hw_block_size=%s" },
-	{ Opt_hw_max_sectors, "hw_max_sectors=%s" },
-	{ Opt_nl_reply_supported, "nl_reply_supported=%s" },
-	{ Opt_max_data_area_mb, "max_data_area_mb=%s" },
-	{ Opt_data_pages_per_blk, "data_pages_per_blk=%s" },
-	{ Opt_cmd_ring_size_mb, "cmd_ring_size_mb=%s" },
-	{ Opt_err, NULL },
+	{ TCMU_OPT_DEV_CONFIG, "dev_config=%s" },
+	{ TCMU_OPT_DEV_SIZE, "dev_size=%s" },
+	{ TCMU_OPT_HW_BLOCK_SIZE, "hw_block_size=%s" },
+	{ TCMU_OPT_HW_MAX_SECTORS, "hw_max_sectors=%s" },
+	{ TCMU_OPT_NL_REPLY_SUPPORTED, "nl_reply_supported=%s" },
+	{ TCMU_OPT_MAX_DATA_AREA_MB, "max_data_area_mb=%s" },
+	{ TCMU_OPT_DATA_PAGES_PER_BLK, "data_pages_per_blk=%s" },
+	{ TCMU_OPT_CMD_RING_SIZE_MB, "cmd_ring_size_mb=%s" },
+	{ TCMU_OPT_ERR, NULL },
 };
 
 /* Everything a control write may change, staged before it is applied. */
@@ -1895,7 +1899,7 @@ static ssize_t tcmu_set_configfs_dev_params(struct se_device *se_dev,
 		}
 		token = match_token(p, tcmu_control_tokens, args);
 		switch (token) {
-		case Opt_dev_config:
+		case TCMU_OPT_DEV_CONFIG:
 			if (args[0].to - args[0].from >= TCMU_CONFIG_LEN ||
 			    args[0].to == args[0].from)
 				ret = -EINVAL;
@@ -1903,7 +1907,7 @@ static ssize_t tcmu_set_configfs_dev_params(struct se_device *se_dev,
 				match_strlcpy(c->dev_config, &args[0],
 					      TCMU_CONFIG_LEN);
 			break;
-		case Opt_dev_size: {
+		case TCMU_OPT_DEV_SIZE: {
 			char buf[24];
 
 			if (args[0].to - args[0].from >= sizeof(buf) ||
@@ -1916,17 +1920,17 @@ static ssize_t tcmu_set_configfs_dev_params(struct se_device *se_dev,
 				ret = -EINVAL;
 			break;
 		}
-		case Opt_hw_block_size:
+		case TCMU_OPT_HW_BLOCK_SIZE:
 			ret = tcmu_arg_u32(&args[0], 512, 4096,
 					   &c->hw_block_size);
 			if (!ret && !is_power_of_2(c->hw_block_size))
 				ret = -EINVAL;
 			break;
-		case Opt_hw_max_sectors:
+		case TCMU_OPT_HW_MAX_SECTORS:
 			ret = tcmu_arg_u32(&args[0], 1, TCMU_MAX_SECTORS_LIMIT,
 					   &c->hw_max_sectors);
 			break;
-		case Opt_nl_reply_supported: {
+		case TCMU_OPT_NL_REPLY_SUPPORTED: {
 			char buf[16];
 
 			if (args[0].to - args[0].from >= sizeof(buf) ||
@@ -1939,15 +1943,15 @@ static ssize_t tcmu_set_configfs_dev_params(struct se_device *se_dev,
 				ret = -EINVAL;
 			break;
 		}
-		case Opt_max_data_area_mb:
+		case TCMU_OPT_MAX_DATA_AREA_MB:
 			ret = tcmu_arg_u32(&args[0], 1, tcmu_global_max_mb(),
 					   &c->data_mb);
 			break;
-		case Opt_data_pages_per_blk:
+		case TCMU_OPT_DATA_PAGES_PER_BLK:
 			ret = tcmu_arg_u32(&args[0], 1, U32_MAX >> PAGE_SHIFT,
 					   &c->pages_per_blk);
 			break;
-		case Opt_cmd_ring_size_mb:
+		case TCMU_OPT_CMD_RING_SIZE_MB:
 			ret = tcmu_arg_u32(&args[0], 1, TCMU_RING_MB_MAX,
 					   &c->ring_mb);
 			break;
@@ -2002,10 +2006,14 @@ static ssize_t tcmu_show_configfs_dev_params(struct se_device *se_dev, char *b)
 {
 	struct tcmu_dev *udev = TCMU_DEV(se_dev);
 
-	return sprintf(b, "Config: %s Size: %llu MaxDataAreaMB: %u DataPagesPerBlk: %u CmdRingSizeMB: %u\n",
-		       udev->dev_config[0] ? udev->dev_config : "NULL",
-		       udev->dev_size, udev->data_mb, udev->pages_per_blk,
-		       udev->ring_mb);
+	int n;
+
+	n = sprintf(b, "Config: %s Size: %llu MaxDataAreaMB: %u ",
+		    udev->dev_config[0] ? udev->dev_config : "NULL",
+		    udev->dev_size, udev->data_mb);
+	n += sprintf(b + n, "DataPagesPerBlk: %u CmdRingSizeMB: %u\n",
+		     udev->pages_per_blk, udev->ring_mb);
+	return n;
 }
 
 static struct tcmu_dev *tcmu_attr_dev(struct config_item *item)
@@ -2341,9 +2349,7 @@ static void tcmu_reset_ring(struct tcmu_dev *udev, u8 level)
 			if (level == 1)
 				target_complete_cmd(se_cmd, SAM_STAT_BUSY);
 			else
-				target_complete_cmd_with_sense(se_cmd,
-							       SAM_STAT_CHECK_CONDITION,
-							       TCM_LOGICAL_UNIT_COMMUNICATION_FAILURE);
+				tcmu_fail_comm(se_cmd);
 		}
 		tcmu_retire(udev, cmd);
 	}

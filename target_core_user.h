@@ -167,7 +167,7 @@ struct tcmu_dev {
 	u32 map_pages;			/* pages in the whole region */
 
 	struct uio_info uio_info;
-	struct mutex ring_lock;
+	struct mutex ring_lock;		/* ring, commands, data area */
 
 	/* Ring state; the mailbox fields are written, never trusted. */
 	struct tcmu_mailbox *mb;
