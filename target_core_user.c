@@ -54,6 +54,8 @@
 #include <scsi/scsi_proto.h>
 #include <target/target_core_backend.h>
 
+#include <linux/target_core_user.h>
+
 #include "target_core_user.h"
 
 /* ------------------------------------------------------------------------

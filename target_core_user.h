@@ -20,7 +20,7 @@
 #include <linux/workqueue.h>
 #include <linux/xarray.h>
 #include <target/target_core_base.h>
-#include <linux/target_core_user.h>
+/* Needs <linux/target_core_user.h> (the uapi layouts) included first. */
 
 /* Geometry limits and defaults (sizes in MiB unless noted). */
 #define TCMU_RING_MB_DEF		8
