@@ -20,7 +20,7 @@
 #include <linux/workqueue.h>
 #include <linux/xarray.h>
 #include <target/target_core_base.h>
-/* Needs <linux/target_core_user.h> (the uapi layouts) included first. */
+/* The uapi layouts must be included before this header. */
 
 /* Geometry limits and defaults (sizes in MiB unless noted). */
 #define TCMU_RING_MB_DEF		8
