@@ -1696,6 +1696,21 @@ static int tcmu_configure_device(struct se_device *se_dev)
 	if (((u64)udev->pages_per_blk << PAGE_SHIFT) > data_bytes)
 		return -EINVAL;
 
+	/* A failed earlier enable may have left buffers; reuse is unsafe if mapped. */
+	if (udev->mb) {
+		int i;
+
+		for (i = 0; i < TCMU_MAX_MAPPINGS; i++)
+			if (udev->maps[i].mapping)
+				return -EBUSY;
+		vfree(udev->mb);
+		kvfree(udev->ring_log);
+		bitmap_free(udev->blk_bitmap);
+		udev->mb = NULL;
+		udev->ring_log = NULL;
+		udev->blk_bitmap = NULL;
+	}
+
 	ret = tcmu_set_uio_name(udev);
 	if (ret)
 		return ret;
@@ -1975,10 +1990,10 @@ static ssize_t tcmu_set_configfs_dev_params(struct se_device *se_dev,
 				    udev->name, c->pages_per_blk, c->data_mb);
 		ret = -EINVAL;
 	}
-	if (!ret && c->dev_size && c->hw_block_size &&
-	    c->dev_size < c->hw_block_size) {
-		pr_warn_ratelimited("%s: dev_size %llu below block size %u\n",
-				    udev->name, c->dev_size, c->hw_block_size);
+	if (!ret && c->dev_size &&
+	    c->dev_size < (c->hw_block_size ? c->hw_block_size : 512)) {
+		pr_warn_ratelimited("%s: dev_size %llu below the block size\n",
+				    udev->name, c->dev_size);
 		ret = -EINVAL;
 	}
 	if (ret)
