@@ -15,6 +15,11 @@ endif
 
 obj-$(CONFIG_TCM_USER2) += target_core_user.o
 
+# KUnit tests of the pure helpers, for kernels built with KUnit.
+ifdef CONFIG_KUNIT
+obj-$(CONFIG_TCM_USER2) += target_core_user_kunit.o
+endif
+
 else
 
 STOCK_KREL := 6.1.0-56-amd64
