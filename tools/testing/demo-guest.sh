@@ -14,6 +14,7 @@ step() { printf '\n=== %s\n' "$*"; }
 step "load modules"
 modprobe target_core_user
 modprobe tcm_loop
+modprobe sd_mod 2>/dev/null || true
 echo "target_core_user: $(modinfo -n target_core_user)"
 
 step "create and enable user_0/$name"
