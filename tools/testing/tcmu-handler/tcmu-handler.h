@@ -10,7 +10,13 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <sys/uio.h>
 
+/*
+ * The ABI header pulls in <linux/uio.h>, whose struct iovec clashes with
+ * glibc's (same layout). Take glibc's and mark the kernel's as seen.
+ */
+#define __LINUX_UIO_H
 /* Must resolve to include/uapi/linux/target_core_user.h (see Makefile). */
 #include <linux/target_core_user.h>
 
@@ -104,6 +110,7 @@ struct th_stats {
 };
 
 struct th;
+struct th_pool;
 typedef int (*th_kick_fn)(struct th *h);
 
 /* The handler state; independent of how the shared region was obtained. */
@@ -135,6 +142,8 @@ struct th {
 	uint64_t nr_blocks;
 
 	struct th_stats st;
+	bool halting;		/* exit/crash point reached: complete no more */
+	struct th_pool *pool;	/* worker threads, NULL when inline */
 
 	/* transport */
 	int uio_fd;
@@ -147,7 +156,7 @@ struct th {
 	char serial[24];
 };
 
-/* log.c-ish helpers (tcmu-handler.c) */
+/* logging (tcmu-handler.c): level 0 errors, 1 info, 2 per command */
 void th_log(int level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 extern int th_verbose;
@@ -189,6 +198,7 @@ void th_core_fini(struct th *h);
 int th_service(struct th *h);
 int th_workers_start(struct th *h);
 void th_workers_stop(struct th *h);
+void th_workers_wait_idle(struct th *h);
 void th_write_status(struct th *h);
 void th_append_line(const char *path, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
