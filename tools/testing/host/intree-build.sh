@@ -94,8 +94,6 @@ done
 
 mkdir -p "$obj"
 cp "$kdir/build/.config" "$obj/.config"
-# The vmlinux and module exports, for modpost and for the import check.
-cp "$kdir/build/Module.symvers" "$obj/Module.symvers"
 
 say "olddefconfig with our Kconfig"
 if ! make -C "$src" O="$obj" olddefconfig >"$log" 2>&1; then
@@ -125,8 +123,11 @@ if ! make -C "$src" O="$obj" W=1 CFLAGS_target_core_user.o=-Werror \
 	cat "$work/ko.log"
 	fail "target_core_user.ko does not build in-tree"
 fi
-# Show compiler diagnostics even on success (modpost may only warn).
-grep -E 'warning|error' "$work/ko.log" || true
+# Show any diagnostics even on success.  modpost runs without vmlinux.o
+# here, so it cannot resolve imports and says so; the import check below
+# does that job instead.
+grep -iE 'warning|error' "$work/ko.log" |
+	grep -vE 'vmlinux\.o is missing|Modules may not have|unresolved symbol warnings|undefined!$' || true
 [[ -s $ko ]] || fail "make succeeded but $ko is missing"
 
 license=$(modinfo -F license "$ko")
