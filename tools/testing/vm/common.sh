@@ -11,6 +11,8 @@
 #   RIG_KDIR     the tree to build out-of-tree modules against
 #   RIG_KID      a short name for cache files that belong to this kernel
 #   RIG_DEFMEM   default guest memory in MiB
+#
+# shellcheck disable=SC2034 # the variables are for the scripts that source this
 
 set -euo pipefail
 

@@ -27,7 +27,7 @@
 set -euo pipefail
 
 RIG_NAME=mkinitramfs
-# shellcheck source=tools/testing/vm/common.sh
+# shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # What /init needs from the kernel, in load order; dependencies are added
@@ -41,7 +41,7 @@ usage() {
 	exit "${1:-0}"
 }
 
-kind= force=0
+kind='' force=0
 while (($#)); do
 	case $1 in
 	--kernel)

@@ -4,7 +4,7 @@
 # Prepare a machine for the VM test rig.  Idempotent: a second run only
 # checks and returns within seconds.
 #
-# Usage: setup.sh [--debug]
+# Usage: setup.sh [--debug | --headers-only]
 #
 #   1. installs the Debian packages the rig and the tests use (apt is only
 #      touched when one of them is missing; services are kept from
@@ -15,11 +15,13 @@
 #   3. builds the stock kernel's initramfs,
 #   4. with --debug: builds (or finds) the debug kernel through
 #      debug-kernel.sh, when that script exists, and its initramfs.
+# --headers-only stops after installing what building the module against
+# the stock headers needs (used by the top-level "make modules").
 
 set -euo pipefail
 
 RIG_NAME=setup
-# shellcheck source=tools/testing/vm/common.sh
+# shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # Everything the rig, the module build and the tests run on the host or, via
@@ -30,13 +32,17 @@ PACKAGES=(
 	build-essential sparse bc bison flex libelf-dev libssl-dev dwarves
 	"linux-headers-$RIG_STOCK_KREL" linux-source-6.1
 	fio sg3-utils tcmu-runner targetcli-fb python3-rtslib-fb
-	open-iscsi libiscsi-bin dbus e2fsprogs rsync
+	open-iscsi libiscsi-bin dbus e2fsprogs rsync lsscsi
 )
+# The subset for --headers-only.
+BUILD_PACKAGES=(build-essential kmod bc bison flex libelf-dev libssl-dev dwarves
+	"linux-headers-$RIG_STOCK_KREL")
 
-want_debug=0
+want_debug=0 headers_only=0
 case ${1:-} in
 "") ;;
 --debug) want_debug=1 ;;
+--headers-only) headers_only=1 ;;
 -h | --help)
 	sed -n '4,/^$/s/^# \{0,1\}//p' "$0"
 	exit 0
@@ -104,6 +110,11 @@ fetch_stock_kernel() {
 	rig_msg "unpacked $RIG_STOCK_PKG $ver into $RIG_STOCK_DIR"
 }
 
+if ((headers_only)); then
+	PACKAGES=("${BUILD_PACKAGES[@]}")
+	install_packages
+	exit 0
+fi
 install_packages
 fetch_stock_kernel
 [[ -e /usr/src/linux-headers-$RIG_STOCK_KREL/Makefile ]] ||

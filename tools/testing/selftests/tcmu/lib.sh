@@ -91,10 +91,15 @@ tcmu_finish()
 	exit "$KSFT_PASS"
 }
 
-# Show a value on one line, with control characters made visible.
+# Show a value on one line, with control characters made visible; very
+# long values are cut short.
 tcmu_show()
 {
-	printf '%q' "$1"
+	if [ ${#1} -gt 300 ]; then
+		printf '%q...(%d bytes)' "${1:0:60}" ${#1}
+	else
+		printf '%q' "$1"
+	fi
 }
 
 # check_eq DESCRIPTION EXPECTED ACTUAL
@@ -181,17 +186,26 @@ tcmu_value()
 	printf '%s' "${v%$'\n'}"
 }
 
-# tcmu_write FILE STRING: one write(2) of STRING (no newline added).
+# tcmu_write FILE STRING: hand STRING (no newline added) to the kernel in a
+# single write(2), as the control file's all-or-nothing rule needs.
 # Sets TCMU_ERR to "" on success or to the strerror text on failure, and
-# returns 0 / 1 accordingly.  bash's printf builtin writes through stdio,
-# which hands strings shorter than a page to the kernel in one call; longer
-# strings are split into page-sized writes, the same as any shell echo.
+# returns 0 / 1 accordingly.  Not bash's printf or echo: the shell flushes
+# its output at every newline, which would split "a=1\nb=2" into two
+# writes.  dd with iflag=fullblock collects the whole string first.
+# (configfs itself takes at most 4095 bytes per write; dd writes the rest
+# of a longer string in further calls, as any writer would.)
 TCMU_ERR=
 tcmu_write()
 {
-	local out
-	# The subshell keeps a failing redirection from killing the caller.
-	if out=$( { printf '%s' "$2" > "$1"; } 2>&1 ); then
+	local out len
+
+	len=$(LC_ALL=C; echo ${#2})
+	if [ "$len" -eq 0 ]; then
+		TCMU_ERR="empty write not supported by tcmu_write"
+		return 1
+	fi
+	if out=$(printf '%s' "$2" |
+		dd of="$1" bs="$len" count=1 iflag=fullblock status=none 2>&1); then
 		TCMU_ERR=
 		return 0
 	fi

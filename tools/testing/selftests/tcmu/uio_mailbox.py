@@ -2,13 +2,16 @@
 # SPDX-License-Identifier: GPL-2.0
 """Print the mailbox of a TCMU UIO device as key=value lines.
 
-    uio_mailbox.py /dev/uioN [BYTES]
+    uio_mailbox.py /dev/uioN [SCAN_BYTES [MAP_BYTES]]
 
 An independent reader for tcmu_uio.sh: the offsets are written out here
 from the ABI description (not taken from our header), so comparing its
 output with the C helper's checks the header as well as the module.
+The whole region is mapped, MAP_BYTES long (default: sysfs
+maps/map0/size; the upstream module refuses any other length), but only
+the mailbox and the first SCAN_BYTES (default one page) are read.
 Output keys: version flags cmdr_off cmdr_size cmd_head cmd_tail
-ring_nonzero (non-zero bytes from cmdr_off to the end of the mapping).
+ring_nonzero (non-zero bytes from cmdr_off up to SCAN_BYTES).
 """
 
 import mmap
@@ -19,14 +22,22 @@ import sys
 
 def main():
     if len(sys.argv) < 2:
-        print("usage: uio_mailbox.py /dev/uioN [BYTES]", file=sys.stderr)
+        print("usage: uio_mailbox.py /dev/uioN [SCAN_BYTES [MAP_BYTES]]",
+              file=sys.stderr)
         return 2
-    length = mmap.PAGESIZE
+    scan = mmap.PAGESIZE
     if len(sys.argv) > 2:
-        length = int(sys.argv[2], 0)
-        if length < 68:
-            print("length too small", file=sys.stderr)
+        scan = int(sys.argv[2], 0)
+        if scan < 68:
+            print("scan length too small", file=sys.stderr)
             return 2
+    if len(sys.argv) > 3:
+        length = int(sys.argv[3], 0)
+    else:
+        uio = os.path.basename(sys.argv[1])
+        with open("/sys/class/uio/%s/maps/map0/size" % uio) as f:
+            length = int(f.read().strip(), 0)
+    scan = min(scan, length)
 
     fd = os.open(sys.argv[1], os.O_RDWR)
     try:
@@ -47,8 +58,8 @@ def main():
         print("cmdr_size=%u" % cmdr_size)
         print("cmd_head=%u" % cmd_head)
         print("cmd_tail=%u" % cmd_tail)
-        if cmdr_off < length:
-            ring = mem[cmdr_off:length]
+        if cmdr_off < scan:
+            ring = mem[cmdr_off:scan]
             print("ring_nonzero=%u" % (len(ring) - ring.count(0)))
     finally:
         mem.close()
