@@ -631,9 +631,6 @@ static u32 tcmu_runs_to_iov(struct tcmu_dev *udev, const struct tcmu_run *runs,
 	return n;
 }
 
-/* Free every page of the data area that no command owns. */
-static u32 tcmu_shrink_data_area(struct tcmu_dev *udev);
-
 /* ------------------------------------------------------------------------
  * 4. Command ring: queueing
  * ------------------------------------------------------------------------
@@ -798,12 +795,10 @@ static int tcmu_try_queue(struct tcmu_dev *udev, struct tcmu_cmd *cmd)
 	entry->hdr.len_op = len | TCMU_OP_CMD;
 	tcmu_ring_publish(udev, len | TCMU_OP_CMD);
 
+	list_add_tail(&cmd->node, &udev->inflight);
 	if (udev->cmd_time_out) {
 		cmd->deadline = jiffies + udev->cmd_time_out;
-		list_add_tail(&cmd->node, &udev->inflight);
 		tcmu_arm_timer(udev, &udev->cmd_timer, &udev->inflight);
-	} else {
-		list_add_tail(&cmd->node, &udev->inflight);
 	}
 	udev->nr_inflight++;
 	udev->stats.cmds++;
