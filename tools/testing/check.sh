@@ -33,6 +33,23 @@
 
 set -euo pipefail
 
+# The rest of the script is one brace group: bash reads it whole before
+# running any of it, so a checkout or an edit of this file while it runs
+# (it may run for a long time) cannot make bash execute a half-read line.
+{
+
+case ${1:-} in
+"") ;;
+-h | --help)
+	sed -n '4,/^$/s/^# \{0,1\}//p' "$0"
+	exit 0
+	;;
+*)
+	echo "check: no arguments expected (try --help); settings come from the environment" >&2
+	exit 2
+	;;
+esac
+
 TESTING=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$TESTING/../.." && pwd)
 VM=$TESTING/vm
@@ -273,3 +290,5 @@ fi
 echo
 echo "$pass passed, $fail failed, $skip skipped"
 ((fail == 0))
+exit 0
+}

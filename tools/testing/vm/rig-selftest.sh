@@ -20,6 +20,11 @@
 
 set -euo pipefail
 
+# The rest of the script is one brace group: bash reads it whole before
+# running any of it, so a checkout or an edit of this file while it runs
+# (it may run for a long time) cannot make bash execute a half-read line.
+{
+
 RIG_NAME=rig-selftest
 # shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -210,3 +215,5 @@ if ((failed)); then
 	exit 1
 fi
 echo "# all $n checks passed"
+exit 0
+}

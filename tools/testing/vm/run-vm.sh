@@ -55,6 +55,11 @@
 
 set -euo pipefail
 
+# The rest of the script is one brace group: bash reads it whole before
+# running any of it, so a checkout or an edit of this file while it runs
+# (it may run for a long time) cannot make bash execute a half-read line.
+{
+
 RIG_NAME="run-vm"
 # shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -322,3 +327,4 @@ if [[ -z $rc ]]; then
 fi
 rig_msg "command exited with status $rc"
 exit "$rc"
+}

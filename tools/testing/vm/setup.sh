@@ -20,6 +20,11 @@
 
 set -euo pipefail
 
+# The rest of the script is one brace group: bash reads it whole before
+# running any of it, so a checkout or an edit of this file while it runs
+# (it may run for a long time) cannot make bash execute a half-read line.
+{
+
 RIG_NAME=setup
 # shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -131,3 +136,5 @@ if ((want_debug)); then
 	fi
 fi
 rig_msg "ready (cache: $TCMU_CACHE)"
+exit 0
+}
