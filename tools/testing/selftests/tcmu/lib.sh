@@ -189,22 +189,32 @@ tcmu_value()
 # tcmu_write FILE STRING: hand STRING (no newline added) to the kernel in a
 # single write(2), as the control file's all-or-nothing rule needs.
 # Sets TCMU_ERR to "" on success or to the strerror text on failure, and
-# returns 0 / 1 accordingly.  Not bash's printf or echo: the shell flushes
-# its output at every newline, which would split "a=1\nb=2" into two
-# writes.  dd with iflag=fullblock collects the whole string first.
-# (configfs itself takes at most 4095 bytes per write; dd writes the rest
-# of a longer string in further calls, as any writer would.)
+# returns 0 / 1 accordingly.
+#
+# bash's printf builtin costs no fork or exec (which count under TCG), but
+# it flushes at every newline and every 4096 bytes, so it is only used for
+# strings without a newline that fit in one buffer; anything else goes
+# through dd, which collects the whole string first (iflag=fullblock).
+# configfs itself takes at most 4095 bytes per write; dd writes the rest
+# of a longer string in further calls, as any writer would.
 TCMU_ERR=
 tcmu_write()
 {
-	local out len
+	local out len err LC_ALL=C
 
-	len=$(LC_ALL=C; echo ${#2})
+	len=${#2}
 	if [ "$len" -eq 0 ]; then
 		TCMU_ERR="empty write not supported by tcmu_write"
 		return 1
 	fi
-	if out=$(printf '%s' "$2" |
+	if [ "$len" -le 4096 ] && [[ "$2" != *$'\n'* ]]; then
+		err=${TMPDIR:-/tmp}/.tcmu-write.$BASHPID
+		if { printf '%s' "$2" > "$1"; } 2> "$err"; then
+			TCMU_ERR=
+			return 0
+		fi
+		IFS= read -r out < "$err"
+	elif out=$(printf '%s' "$2" |
 		dd of="$1" bs="$len" count=1 iflag=fullblock status=none 2>&1); then
 		TCMU_ERR=
 		return 0
@@ -366,6 +376,7 @@ tcmu_rmhba()
 tcmu_cleanup()
 {
 	local p
+	rm -f "${TMPDIR:-/tmp}/.tcmu-write.$$"
 	for p in "${TCMU_CLEANUP_DEVS[@]}"; do
 		[ -d "$p" ] && rmdir "$p"
 	done

@@ -35,6 +35,7 @@ DP_HBA=
 DP_NAME=
 DP_DEV=
 DP_UIO=
+DP_HANDLER_BIN=
 DP_HANDLER_PID=
 DP_HANDLER_OPTS=()
 DP_HANDLER_LOG=
@@ -50,6 +51,7 @@ DP_TORN_DOWN=
 DP_WORK=
 DP_DEBUG=
 DP_HANDLER_FILE=
+DP_KMSG_MARK=
 DP_T0=$SECONDS
 DP_SECTION_T=$SECONDS
 
@@ -129,6 +131,8 @@ dp_init()
 	fi
 	# A crashing handler must not spend time writing a core file.
 	ulimit -c 0
+	DP_KMSG_MARK="start of ${0##*/} $$"
+	dp_kmsg_mark "$DP_KMSG_MARK"
 	trap dp_exit_trap EXIT
 }
 
@@ -461,21 +465,39 @@ dp_kill_tree()
 	done
 }
 
-dp_bg_kill_all()
+# dp_bg_signal SIGNAL: signal every background job (and its children).
+dp_bg_signal()
 {
 	local p
 	for p in "${DP_BG_PIDS[@]}"; do
-		dp_kill_tree TERM "$p"
+		dp_kill_tree "$1" "$p"
 	done
+}
+
+# dp_bg_reap SECONDS: wait for every background job to be gone, SIGKILL
+# what is left after SECONDS.  A job stuck in the kernel (an SG_IO the
+# kernel still holds, say) cannot be reaped: it is left behind and the
+# function returns 1.
+dp_bg_reap()
+{
+	local p rc=0
 	for p in "${DP_BG_PIDS[@]}"; do
-		tcmu_wait_for 10 dp_pid_gone "$p" || dp_kill_tree KILL "$p"
+		if ! tcmu_wait_for "$1" dp_pid_gone "$p"; then
+			rc=1
+			dp_kill_tree KILL "$p"
+			tcmu_wait_for 5 dp_pid_gone "$p" || {
+				tcmu_log "background job $p is stuck, left behind"
+				continue
+			}
+		fi
 		wait "$p" 2>/dev/null
 	done
 	DP_BG_PIDS=()
+	return $rc
 }
 
-# dp_bg_wait SECONDS: let the background jobs finish by themselves, kill
-# those still there after SECONDS.  Returns 1 if any had to be killed.
+# dp_bg_wait SECONDS: let the background jobs finish by themselves; those
+# still there after SECONDS are killed.  Returns 1 if any had to be.
 dp_bg_wait()
 {
 	local p rc=0
@@ -483,11 +505,9 @@ dp_bg_wait()
 		if ! tcmu_wait_for "$1" dp_pid_gone "$p"; then
 			rc=1
 			dp_kill_tree TERM "$p"
-			tcmu_wait_for 5 dp_pid_gone "$p" || dp_kill_tree KILL "$p"
 		fi
-		wait "$p" 2>/dev/null
 	done
-	DP_BG_PIDS=()
+	dp_bg_reap 5 || rc=1
 	return $rc
 }
 
@@ -506,17 +526,14 @@ dp_teardown()
 	local quiet=${1:-} err=() v
 
 	DP_TORN_DOWN=1
-	dp_bg_kill_all
-	for v in "${DP_MOUNTS[@]}"; do
-		if grep -qs " $v " /proc/mounts; then
-			umount "$v" || umount -l "$v" || err+=("umount $v")
-		fi
-	done
-	DP_MOUNTS=()
-	if [ -n "$DP_DEV" ] && [ -d "$DP_DEV" ] && [ -n "$DP_TPG" ]; then
-		# The disk goes away with the LUN, and the SCSI layer may still
-		# talk to it then: commands held by a misbehaving (or gone)
-		# handler are flushed and a plain handler answers the rest.
+	# Background jobs waiting for commands the kernel holds only go
+	# away once the ring is reset below: signal now, reap after.
+	dp_bg_signal TERM
+	if [ -n "$DP_DEV" ] && [ -d "$DP_DEV" ] && [ -n "$DP_UIO" ] && [ -n "$DP_TPG" ]; then
+		# A file system still mounted writes back, and the disk going
+		# away with the LUN may still send commands: those held by a
+		# misbehaving (or gone) handler are flushed, and a plain
+		# handler answers the rest.
 		if [ ${#DP_HANDLER_OPTS[@]} -ne 0 ] || ! dp_handler_alive; then
 			dp_handler_stop
 			[ "$(tcmu_value "$DP_DEV/action/block_dev")" == blocked ] &&
@@ -527,6 +544,13 @@ dp_teardown()
 			dp_handler_start || err+=("plain handler for the teardown")
 		fi
 	fi
+	dp_bg_reap 10
+	for v in "${DP_MOUNTS[@]}"; do
+		if grep -qs " $v " /proc/mounts; then
+			umount "$v" || umount -l "$v" || err+=("umount $v")
+		fi
+	done
+	DP_MOUNTS=()
 	dp_unexport || err+=("tcm_loop LUN/port removal")
 	dp_handler_stop
 	if [ -n "$DP_DEV" ] && [ -d "$DP_DEV" ]; then
@@ -556,6 +580,9 @@ dp_teardown()
 	else
 		fail "teardown: $(IFS=';'; echo "${err[*]}")"
 	fi
+	# No handler here writes anything the kernel should reject.
+	v=$(dp_kmsg_since "$DP_KMSG_MARK" | grep 'ring broken')
+	check_eq "kernel log: no ring marked broken so far" "" "$v"
 	tcmu_log "test took $((SECONDS - DP_T0))s"
 }
 
@@ -645,6 +672,14 @@ dp_iorequests()
 {
 	local v
 	tcmu_read v "/sys/class/scsi_device/$DP_ADDR/device/iorequest_cnt" || return 1
+	echo $((v))
+}
+
+# Commands of the LUN that timed out in the SCSI midlayer so far.
+dp_iotimeouts()
+{
+	local v
+	tcmu_read v "/sys/class/scsi_device/$DP_ADDR/device/iotmo_cnt" || return 1
 	echo $((v))
 }
 

@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# timeout: 900
+# timeout: 1200
 #
 # Create, enable and remove a device 100 times (small geometry to keep it
 # quick), plus 20 rounds that remove a device without enabling it.  Each

@@ -108,11 +108,11 @@ check_stats_common()
 # jobs alone send 3 x 2 x 1536 commands of at least 128 ring bytes each:
 # more than the 1 MiB ring holds, so it must wrap.
 if [ -n "$DP_DEBUG" ]; then
-	SIZES_BIG="64k 256k 1m 2m 16m"
+	SIZES_BIG="32k 128k 512k 1m 8m"
 	SIZES_SMALL="768k 64k 256k 1m 8m"
 else
-	SIZES_BIG="256k 1m 4m 8m 16m"
-	SIZES_SMALL="768k 512k 2m 4m 8m"
+	SIZES_BIG="128k 512k 2m 4m 16m"
+	SIZES_SMALL="768k 256k 1m 2m 8m"
 fi
 
 if dp_create 61 dpbig "dev_size=$((96 << 20)),hw_max_sectors=16384,max_data_area_mb=64" &&

@@ -17,8 +17,9 @@
 #                         does not move)
 #                      2  each attempt waits about 2 s, then TASK SET FULL
 # The SCSI midlayer resends a command that got TASK SET FULL (as it does
-# for BUSY) until (retries + 1) x its timeout has passed, even for SG_IO;
-# so the attempts are counted with the disk's iorequest_cnt.
+# for BUSY) until its timeout has passed, even for SG_IO (whose timeout
+# the block layer raises to at least 7 s); so the attempts are counted
+# with the disk's iorequest_cnt.
 
 # shellcheck source=lib_dp.sh
 . "$(dirname "$0")/lib_dp.sh"
@@ -110,7 +111,7 @@ try_read()
 
 dp_attr qfull_time_out 0
 if fill_data_area; then
-	try_read 0 2
+	try_read 0 7
 	check_eq "qfull 0: READ ends with TASK SET FULL" "task set full" "$(dp_sg_status "$out")" ||
 		dp_sg_show "$out"
 	check_eq "qfull 0: the READ never waited for space" 0 "$QF"
@@ -127,7 +128,7 @@ dp_section "qfull_time_out=2"
 dp_action reset_ring 2
 dp_attr qfull_time_out 2
 if fill_data_area; then
-	try_read 2 3
+	try_read 2 7
 	check_eq "qfull 2: READ ends with TASK SET FULL" "task set full" "$(dp_sg_status "$out")" ||
 		dp_sg_show "$out"
 	check_true "qfull 2: it waited for space ($QF times)" test "$QF" -ge 1
