@@ -1496,14 +1496,42 @@ static int tcmu_open(struct uio_info *info, struct inode *inode)
 	return 0;
 }
 
+static u32 tcmu_reset_ring_locked(struct tcmu_dev *udev, u8 level);
+
+/*
+ * The last reference to the uio file is gone: every fd is closed and every
+ * mapping is unmapped (each VMA pins the file), so no page of the region is
+ * visible to userspace any more. Usually this means the handler died.
+ */
 static int tcmu_release(struct uio_info *info, struct inode *inode)
 {
 	struct tcmu_dev *udev = container_of(info, struct tcmu_dev, uio_info);
 	struct tcmu_cmd *cmd;
 	unsigned long id;
 	bool freed = false;
+	u32 failed;
 
 	mutex_lock(&udev->ring_lock);
+	udev->stats.handler_exits++;
+
+	/* Whatever the handler finished before it went counts. */
+	if (tcmu_reap(udev))
+		tcmu_run_tmr_queue(udev);
+
+	if (READ_ONCE(udev->exit_policy) == TCMU_EXIT_FAIL) {
+		/*
+		 * Nobody is left to answer: bounce what the handler had taken
+		 * with a retryable status now instead of after cmd_time_out,
+		 * and hand a restarted handler an empty ring.
+		 */
+		failed = tcmu_reset_ring_locked(udev, 1);
+		udev->stats.exit_failed += failed;
+		if (failed)
+			pr_info_ratelimited("%s: handler gone, %u in-flight commands returned BUSY\n",
+					    udev->name, failed);
+		goto out;
+	}
+
 	/*
 	 * Kept buffers belong to the handler that kept them; a new handler
 	 * cannot know their ids, so they go with the old one.
@@ -1516,6 +1544,7 @@ static int tcmu_release(struct uio_info *info, struct inode *inode)
 	}
 	if (freed && list_empty(&udev->tmr_queue))
 		tcmu_run_qfull(udev, false);
+out:
 	mutex_unlock(&udev->ring_lock);
 
 	clear_bit(TCMU_DEV_OPEN, &udev->flags);
@@ -2275,6 +2304,30 @@ static ssize_t tcmu_tmr_notification_store(struct config_item *item,
 }
 CONFIGFS_ATTR(tcmu_, tmr_notification);
 
+static ssize_t tcmu_handler_exit_policy_show(struct config_item *item,
+					     char *page)
+{
+	struct tcmu_dev *udev = tcmu_attr_dev(item);
+
+	return sysfs_emit(page, "%u\n", READ_ONCE(udev->exit_policy));
+}
+
+static ssize_t tcmu_handler_exit_policy_store(struct config_item *item,
+					      const char *page, size_t count)
+{
+	struct tcmu_dev *udev = tcmu_attr_dev(item);
+	u8 val;
+
+	if (kstrtou8(page, 0, &val) || val > TCMU_EXIT_KEEP) {
+		pr_warn_ratelimited("%s: handler_exit_policy must be 0 (fail) or 1 (keep)\n",
+				    udev->name);
+		return -EINVAL;
+	}
+	WRITE_ONCE(udev->exit_policy, val);
+	return count;
+}
+CONFIGFS_ATTR(tcmu_, handler_exit_policy);
+
 static ssize_t tcmu_stats_show(struct config_item *item, char *page)
 {
 	struct tcmu_dev *udev = tcmu_attr_dev(item);
@@ -2288,10 +2341,10 @@ static ssize_t tcmu_stats_show(struct config_item *item, char *page)
 	mutex_unlock(&udev->ring_lock);
 
 	return sysfs_emit(page,
-			  "cmds %llu\nbytes_out %llu\nbytes_in %llu\nqfull_events %llu\ntimeouts %llu\nring_full %llu\ndata_full %llu\ninflight %u\ninflight_max %u\ndata_pages %u\n",
+			  "cmds %llu\nbytes_out %llu\nbytes_in %llu\nqfull_events %llu\ntimeouts %llu\nring_full %llu\ndata_full %llu\ninflight %u\ninflight_max %u\ndata_pages %u\nhandler_exits %llu\nexit_failed %llu\n",
 			  s.cmds, s.bytes_out, s.bytes_in, s.qfull_events,
 			  s.timeouts, s.ring_full, s.data_full, inflight,
-			  s.inflight_max, pages);
+			  s.inflight_max, pages, s.handler_exits, s.exit_failed);
 }
 CONFIGFS_ATTR_RO(tcmu_, stats);
 
@@ -2306,6 +2359,7 @@ static struct configfs_attribute *tcmu_own_attrs[] = {
 	&tcmu_attr_emulate_write_cache,
 	&tcmu_attr_tmr_notification,
 	&tcmu_attr_nl_reply_supported,
+	&tcmu_attr_handler_exit_policy,
 	&tcmu_attr_stats,
 	NULL,
 };
@@ -2345,13 +2399,18 @@ static ssize_t tcmu_block_dev_store(struct config_item *item, const char *page,
 }
 CONFIGFS_ATTR(tcmu_, block_dev);
 
-/* Fail or bounce every command the handler holds and empty the ring. */
-static void tcmu_reset_ring(struct tcmu_dev *udev, u8 level)
+/*
+ * Fail or bounce every command the handler holds and empty the ring.
+ * Called with ring_lock held. Return: how many commands were still
+ * waiting for an initiator-visible answer.
+ */
+static u32 tcmu_reset_ring_locked(struct tcmu_dev *udev, u8 level)
 {
 	struct tcmu_cmd *cmd;
 	unsigned long id;
+	u32 failed = 0;
 
-	mutex_lock(&udev->ring_lock);
+	lockdep_assert_held(&udev->ring_lock);
 	xa_for_each(&udev->cmds, id, cmd) {
 		struct se_cmd *se_cmd = cmd->se_cmd;
 
@@ -2362,6 +2421,7 @@ static void tcmu_reset_ring(struct tcmu_dev *udev, u8 level)
 				target_complete_cmd(se_cmd, SAM_STAT_BUSY);
 			else
 				tcmu_fail_comm(se_cmd);
+			failed++;
 		}
 		tcmu_retire(udev, cmd);
 	}
@@ -2383,6 +2443,13 @@ static void tcmu_reset_ring(struct tcmu_dev *udev, u8 level)
 	/* Queued TMRs name commands that no longer exist. */
 	tcmu_drop_tmrs(udev);
 	tcmu_run_qfull(udev, false);
+	return failed;
+}
+
+static void tcmu_reset_ring(struct tcmu_dev *udev, u8 level)
+{
+	mutex_lock(&udev->ring_lock);
+	tcmu_reset_ring_locked(udev, level);
 	mutex_unlock(&udev->ring_lock);
 }
 

@@ -131,7 +131,15 @@ struct tcmu_stats {
 	u64 timeouts;
 	u64 ring_full;
 	u64 data_full;
+	u64 handler_exits;
+	u64 exit_failed;
 	u32 inflight_max;
+};
+
+/* What happens to in-flight commands when the handler goes away. */
+enum tcmu_exit_policy {
+	TCMU_EXIT_FAIL = 0,	/* complete them with BUSY, empty the ring */
+	TCMU_EXIT_KEEP = 1,	/* leave them for a restarted handler */
 };
 
 /**
@@ -158,6 +166,7 @@ struct tcmu_dev {
 	u32 pages_per_blk;
 	unsigned long cmd_time_out;	/* jiffies, 0 = never */
 	long qfull_time_out;		/* jiffies, -1 = use cmd_time_out */
+	u8 exit_policy;			/* enum tcmu_exit_policy */
 
 	/* Derived geometry (valid once enabled). */
 	u32 ring_size;			/* bytes of ring after the mailbox */
