@@ -1598,6 +1598,7 @@ static struct se_device *tcmu_alloc_device(struct se_hba *hba, const char *name)
 	udev->qfull_time_out = -1;
 	mutex_init(&udev->ring_lock);
 	mutex_init(&udev->map_lock);
+	mutex_init(&udev->cfg_lock);
 	INIT_LIST_HEAD(&udev->all_node);
 	INIT_LIST_HEAD(&udev->inflight);
 	INIT_LIST_HEAD(&udev->qfull);
@@ -1672,6 +1673,8 @@ static void tcmu_dev_put(struct tcmu_dev *udev)
 static int tcmu_set_uio_name(struct tcmu_dev *udev)
 {
 	struct tcmu_hba *th = udev->hba->hba_ptr;
+	struct uio_device *idev;
+	const char *old;
 	char *name;
 
 	if (udev->dev_config[0])
@@ -1682,8 +1685,20 @@ static int tcmu_set_uio_name(struct tcmu_dev *udev)
 				 udev->name);
 	if (!name)
 		return -ENOMEM;
-	kfree(udev->uio_info.name);
+
+	/*
+	 * Once registered, the uio core prints the name under its info_lock
+	 * (sysfs "name"); swap it under the same lock so no reader sees it
+	 * freed. info_lock is taken outside ring_lock everywhere.
+	 */
+	idev = udev->uio_info.uio_dev;
+	if (idev)
+		mutex_lock(&idev->info_lock);
+	old = udev->uio_info.name;
 	udev->uio_info.name = name;
+	if (idev)
+		mutex_unlock(&idev->info_lock);
+	kfree(old);
 	return 0;
 }
 
@@ -1696,7 +1711,7 @@ static u32 tcmu_log_capacity(u32 ring_size)
 	return cmds + TCMU_RING_TMR_MAX + 4;
 }
 
-static int tcmu_configure_device(struct se_device *se_dev)
+static int tcmu_configure_locked(struct se_device *se_dev)
 {
 	struct tcmu_dev *udev = TCMU_DEV(se_dev);
 	struct se_dev_attrib *da = &se_dev->dev_attrib;
@@ -1806,6 +1821,18 @@ err_mem:
 	udev->ring_log = NULL;
 	bitmap_free(udev->blk_bitmap);
 	udev->blk_bitmap = NULL;
+	return ret;
+}
+
+static int tcmu_configure_device(struct se_device *se_dev)
+{
+	struct tcmu_dev *udev = TCMU_DEV(se_dev);
+	int ret;
+
+	/* Attribute writes racing with enable see all or nothing of it. */
+	mutex_lock(&udev->cfg_lock);
+	ret = tcmu_configure_locked(se_dev);
+	mutex_unlock(&udev->cfg_lock);
 	return ret;
 }
 
@@ -2178,6 +2205,7 @@ static ssize_t tcmu_dev_config_store(struct config_item *item,
 	if (ret)
 		goto out;
 
+	mutex_lock(&udev->cfg_lock);
 	if (target_dev_configured(&udev->se_dev)) {
 		struct tcmu_nl_extra x = { .dev_cfg = cfg };
 
@@ -2185,13 +2213,15 @@ static ssize_t tcmu_dev_config_store(struct config_item *item,
 		if (ret) {
 			pr_warn_ratelimited("%s: handler refused dev_config (%d)\n",
 					    udev->name, ret);
-			goto out;
+			goto unlock;
 		}
 		strscpy(udev->dev_config, cfg, TCMU_CONFIG_LEN);
 		ret = tcmu_set_uio_name(udev);
 	} else {
 		strscpy(udev->dev_config, cfg, TCMU_CONFIG_LEN);
 	}
+unlock:
+	mutex_unlock(&udev->cfg_lock);
 out:
 	kfree(cfg);
 	return ret ? ret : count;
@@ -2213,17 +2243,20 @@ static ssize_t tcmu_dev_size_store(struct config_item *item, const char *page,
 
 	if (kstrtou64(page, 0, &val) || !val || (bs && val < bs))
 		return -EINVAL;
+	mutex_lock(&udev->cfg_lock);
 	if (target_dev_configured(&udev->se_dev)) {
 		struct tcmu_nl_extra x = { .has_size = true, .dev_size = val };
 
 		ret = tcmu_nl_send(udev, TCMU_CMD_RECONFIG_DEVICE, &x);
 		if (ret) {
+			mutex_unlock(&udev->cfg_lock);
 			pr_warn_ratelimited("%s: handler refused dev_size (%d)\n",
 					    udev->name, ret);
 			return ret;
 		}
 	}
 	udev->dev_size = val;
+	mutex_unlock(&udev->cfg_lock);
 	return count;
 }
 CONFIGFS_ATTR(tcmu_, dev_size);
@@ -2265,17 +2298,20 @@ static ssize_t tcmu_emulate_write_cache_store(struct config_item *item,
 
 	if (kstrtou8(page, 0, &val) || val > 1)
 		return -EINVAL;
+	mutex_lock(&udev->cfg_lock);
 	if (target_dev_configured(&udev->se_dev)) {
 		struct tcmu_nl_extra x = { .has_wc = true, .wc = val };
 
 		ret = tcmu_nl_send(udev, TCMU_CMD_RECONFIG_DEVICE, &x);
 		if (ret) {
+			mutex_unlock(&udev->cfg_lock);
 			pr_warn_ratelimited("%s: handler refused write cache change (%d)\n",
 					    udev->name, ret);
 			return ret;
 		}
 	}
 	udev->se_dev.dev_attrib.emulate_write_cache = val;
+	mutex_unlock(&udev->cfg_lock);
 	return count;
 }
 CONFIGFS_ATTR(tcmu_, emulate_write_cache);

@@ -176,6 +176,8 @@ struct tcmu_dev {
 	u32 map_pages;			/* pages in the whole region */
 
 	struct uio_info uio_info;
+	/* dev_config/dev_size/write cache changes and the uio name */
+	struct mutex cfg_lock;
 	struct mutex ring_lock;		/* ring, commands, data area */
 
 	/* Ring state; the mailbox fields are written, never trusted. */
