@@ -1811,6 +1811,7 @@ static int tcmu_configure_locked(struct se_device *se_dev)
 
 err_nl:
 	uio_unregister_device(info);
+	info->uio_dev = NULL;
 	kref_put(&udev->kref, tcmu_dev_release);	/* cannot be last */
 	return ret;
 err_mem:
@@ -1830,7 +1831,8 @@ static int tcmu_configure_device(struct se_device *se_dev)
 	int ret;
 
 	/* Attribute writes racing with enable see all or nothing of it. */
-	mutex_lock(&udev->cfg_lock);
+	if (mutex_lock_killable(&udev->cfg_lock))
+		return -EINTR;
 	ret = tcmu_configure_locked(se_dev);
 	mutex_unlock(&udev->cfg_lock);
 	return ret;
@@ -1848,6 +1850,7 @@ static void tcmu_destroy_device(struct se_device *se_dev)
 
 	/* After this no write() can reach irqcontrol. */
 	uio_unregister_device(&udev->uio_info);
+	udev->uio_info.uio_dev = NULL;
 
 	mutex_lock(&udev->ring_lock);
 	set_bit(TCMU_DEV_DEAD, &udev->flags);
@@ -2205,7 +2208,10 @@ static ssize_t tcmu_dev_config_store(struct config_item *item,
 	if (ret)
 		goto out;
 
-	mutex_lock(&udev->cfg_lock);
+	if (mutex_lock_killable(&udev->cfg_lock)) {
+		ret = -EINTR;
+		goto out;
+	}
 	if (target_dev_configured(&udev->se_dev)) {
 		struct tcmu_nl_extra x = { .dev_cfg = cfg };
 
@@ -2243,7 +2249,8 @@ static ssize_t tcmu_dev_size_store(struct config_item *item, const char *page,
 
 	if (kstrtou64(page, 0, &val) || !val || (bs && val < bs))
 		return -EINVAL;
-	mutex_lock(&udev->cfg_lock);
+	if (mutex_lock_killable(&udev->cfg_lock))
+		return -EINTR;
 	if (target_dev_configured(&udev->se_dev)) {
 		struct tcmu_nl_extra x = { .has_size = true, .dev_size = val };
 
@@ -2298,7 +2305,8 @@ static ssize_t tcmu_emulate_write_cache_store(struct config_item *item,
 
 	if (kstrtou8(page, 0, &val) || val > 1)
 		return -EINVAL;
-	mutex_lock(&udev->cfg_lock);
+	if (mutex_lock_killable(&udev->cfg_lock))
+		return -EINTR;
 	if (target_dev_configured(&udev->se_dev)) {
 		struct tcmu_nl_extra x = { .has_wc = true, .wc = val };
 
