@@ -1518,11 +1518,14 @@ static int tcmu_release(struct uio_info *info, struct inode *inode)
 	if (tcmu_reap(udev))
 		tcmu_run_tmr_queue(udev);
 
-	if (READ_ONCE(udev->exit_policy) == TCMU_EXIT_FAIL) {
+	if (READ_ONCE(udev->exit_policy) == TCMU_EXIT_FAIL &&
+	    (!xa_empty(&udev->cmds) || udev->ring_head != udev->ring_tail ||
+	     test_bit(TCMU_DEV_BROKEN, &udev->flags))) {
 		/*
 		 * Nobody is left to answer: bounce what the handler had taken
 		 * with a retryable status now instead of after cmd_time_out,
-		 * and hand a restarted handler an empty ring.
+		 * and hand a restarted handler an empty ring. An idle ring is
+		 * left as it is.
 		 */
 		failed = tcmu_reset_ring_locked(udev, 1);
 		udev->stats.exit_failed += failed;
