@@ -711,6 +711,15 @@ dp_fio()
 	return $DP_FIO_RC
 }
 
+# dp_fio_verify_global: the [global] section of a job file whose jobs
+# write $DP_DISK and verify every block with crc32c, one job at a time.
+dp_fio_verify_global()
+{
+	printf '%s\n' "[global]" "filename=$DP_DISK" "ioengine=libaio" \
+		"direct=1" "verify=crc32c" "do_verify=1" "verify_fatal=1" \
+		"verify_state_save=0" "stonewall"
+}
+
 # dp_fio_jobs NAME JOBFILE-TEXT: run a fio job file (the text, with
 # $DP_DISK already filled in by the caller) from the scratch directory.
 dp_fio_jobs()

@@ -39,15 +39,7 @@ fio_matrix()
 	local i qd rw text
 
 	read -ra sizes <<< "$3"
-	text="[global]
-filename=$DP_DISK
-ioengine=libaio
-direct=1
-verify=crc32c
-do_verify=1
-verify_fatal=1
-verify_state_save=0
-stonewall
+	text="$(dp_fio_verify_global)
 "
 	for ((i = 0; i < ${#bss[@]}; i++)); do
 		rw="write"

@@ -52,15 +52,7 @@ dp_export || tcmu_finish
 
 dp_section ooo
 if use_handler --ooo; then
-	DP_FIO_TIMEOUT=120 dp_fio_jobs ooo "[global]
-filename=$DP_DISK
-ioengine=libaio
-direct=1
-verify=crc32c
-do_verify=1
-verify_fatal=1
-verify_state_save=0
-stonewall
+	DP_FIO_TIMEOUT=120 dp_fio_jobs ooo "$(dp_fio_verify_global)
 [rand4k-qd32]
 rw=randwrite
 bs=4k
@@ -170,15 +162,7 @@ fi
 
 dp_section keep-buf
 if use_handler --keep-buf --free-kept; then
-	DP_FIO_TIMEOUT=90 dp_fio_jobs keep "[global]
-filename=$DP_DISK
-ioengine=libaio
-direct=1
-verify=crc32c
-do_verify=1
-verify_fatal=1
-verify_state_save=0
-stonewall
+	DP_FIO_TIMEOUT=90 dp_fio_jobs keep "$(dp_fio_verify_global)
 [seq64k-qd16]
 rw=write
 bs=64k
