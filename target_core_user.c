@@ -150,14 +150,15 @@ module_param_cb(netlink_timeout, &tcmu_nl_timeout_ops, &tcmu_nl_timeout, 0644);
 MODULE_PARM_DESC(netlink_timeout,
 		 "Seconds to wait for a netlink reply from the handler daemon (1-3600)");
 
+/* Same words and values as upstream, which tcmu-runner's tools expect. */
 static int tcmu_block_nl_set(const char *val, const struct kernel_param *kp)
 {
-	bool on;
-	int ret;
+	u8 on;
 
-	ret = kstrtobool(val, &on);
-	if (ret)
-		return ret;
+	if (kstrtou8(val, 0, &on) || on > 1) {
+		pr_warn_ratelimited("block_netlink takes 0 or 1\n");
+		return -EINVAL;
+	}
 	mutex_lock(&tcmu_nl_lock);
 	tcmu_nl_blocked = on;
 	mutex_unlock(&tcmu_nl_lock);
@@ -166,7 +167,8 @@ static int tcmu_block_nl_set(const char *val, const struct kernel_param *kp)
 
 static int tcmu_block_nl_get(char *buf, const struct kernel_param *kp)
 {
-	return sysfs_emit(buf, "%d\n", READ_ONCE(tcmu_nl_blocked));
+	return sysfs_emit(buf, "%s\n", READ_ONCE(tcmu_nl_blocked) ?
+			  "blocked" : "unblocked");
 }
 
 static const struct kernel_param_ops tcmu_block_nl_ops = {
@@ -176,21 +178,23 @@ static const struct kernel_param_ops tcmu_block_nl_ops = {
 module_param_cb(block_netlink, &tcmu_block_nl_ops, NULL, 0644);
 MODULE_PARM_DESC(block_netlink, "Refuse new netlink requests (1) or allow them (0)");
 
-/* Fail every pending request; only allowed while netlink is blocked. */
+/*
+ * Fail every pending request. Pending requests may only be failed while
+ * netlink is blocked (otherwise new ones could slip in behind the reset);
+ * with nothing pending the write is a harmless no-op, as upstream.
+ */
 static int tcmu_reset_nl_set(const char *val, const struct kernel_param *kp)
 {
 	struct tcmu_dev *udev, *tmp;
 	u8 v;
-	int ret;
 
-	ret = kstrtou8(val, 0, &v);
-	if (ret)
-		return ret;
-	if (v != 1)
+	if (kstrtou8(val, 0, &v) || v != 1) {
+		pr_warn_ratelimited("reset_netlink takes 1\n");
 		return -EINVAL;
+	}
 
 	mutex_lock(&tcmu_nl_lock);
-	if (!tcmu_nl_blocked) {
+	if (!tcmu_nl_blocked && !list_empty(&tcmu_nl_pending)) {
 		mutex_unlock(&tcmu_nl_lock);
 		pr_warn_ratelimited("reset_netlink needs block_netlink=1 first\n");
 		return -EBUSY;
@@ -327,9 +331,14 @@ static struct genl_family tcmu_nl_family __ro_after_init = {
 	.resv_start_op = TCMU_CMD_SET_FEATURES + 1,
 };
 
+/*
+ * nl_reply_supported was fixed when the device was enabled (see
+ * tcmu_configure_locked()), so a daemon that announces replies later does
+ * not make older devices start waiting for replies it may never send.
+ */
 static bool tcmu_nl_wants_reply(struct tcmu_dev *udev)
 {
-	return READ_ONCE(tcmu_nl_daemon_replies) && udev->nl_reply_supported > 0;
+	return udev->nl_reply_supported > 0;
 }
 
 /* Optional attributes carried by an event. */
@@ -1796,9 +1805,12 @@ static int tcmu_configure_locked(struct se_device *se_dev)
 	da->hw_max_sectors = max_sectors;
 	da->hw_queue_depth = 128;
 
-	/* nl_reply_supported < 0 means "never wait"; otherwise follow the daemon. */
+	/*
+	 * nl_reply_supported < 0 means "never wait"; otherwise it takes what
+	 * the daemon announced with SET_FEATURES, as it stands right now.
+	 */
 	if (udev->nl_reply_supported >= 0)
-		udev->nl_reply_supported = 1;
+		udev->nl_reply_supported = READ_ONCE(tcmu_nl_daemon_replies);
 
 	/* The uio node may outlive configfs until the handler lets go. */
 	kref_get(&udev->kref);
