@@ -622,6 +622,50 @@ out:
 	sg_miter_stop(&miter);
 }
 
+/*
+ * Clear the first @len bytes of the blocks in @runs. Blocks go from command
+ * to command without being freed, so a handler that answers with less
+ * than the allocation length (an INQUIRY or MODE SENSE shorter than the
+ * initiator asked for, without READ_LEN) would otherwise return bytes an
+ * earlier command left behind.
+ */
+static void tcmu_zero_runs(struct tcmu_dev *udev, const struct tcmu_run *runs,
+			   u32 nr, u32 len)
+{
+	u32 i, p;
+
+	for (i = 0; i < nr && len; i++) {
+		u32 first = runs[i].start * tcmu_blk_pages(udev);
+		u32 pages = runs[i].count * tcmu_blk_pages(udev);
+
+		for (p = 0; p < pages && len; p++) {
+			u32 chunk = min_t(u32, len, PAGE_SIZE);
+			struct page *page = xa_load(&udev->pages, first + p);
+
+			if (page)
+				memzero_page(page, 0, chunk);
+			len -= chunk;
+		}
+	}
+}
+
+/*
+ * Media reads are answered in full or fail, so their Data-In needs no
+ * clearing; everything else may legitimately come back short.
+ */
+static bool tcmu_in_needs_zero(const u8 *cdb)
+{
+	switch (cdb[0]) {
+	case READ_6:
+	case READ_10:
+	case READ_12:
+	case READ_16:
+		return false;
+	default:
+		return true;
+	}
+}
+
 /* Fill @iov with one iovec per run, covering @len bytes. */
 static u32 tcmu_runs_to_iov(struct tcmu_dev *udev, const struct tcmu_run *runs,
 			    u32 nr, u32 len, struct iovec *iov)
@@ -782,6 +826,9 @@ static int tcmu_try_queue(struct tcmu_dev *udev, struct tcmu_cmd *cmd)
 		tcmu_copy_runs(udev, cmd->runs, cmd->nr_out_runs,
 			       se_cmd->t_data_sg, se_cmd->t_data_nents,
 			       cmd->out_len, true);
+	if (cmd->in_len && tcmu_in_needs_zero(se_cmd->t_task_cdb))
+		tcmu_zero_runs(udev, cmd->runs + cmd->nr_out_runs,
+			       cmd->nr_runs - cmd->nr_out_runs, cmd->in_len);
 
 	head = udev->ring_head;
 	entry = udev->ring + head;
