@@ -310,6 +310,8 @@ def main():
     lines.append("attrib/stats (our module only): per-case deltas of its counters; the "
                  "inflight high-water mark is kept over the device's life, so \"<=N\" means "
                  "this case did not raise it")
+    lines.append("handler CPU is in % of one CPU, from /proc/<pid>/stat against /proc/stat "
+                 "ticks: approximate (under TCG it can exceed 100 %)")
     cols = ("IOPS", "MB/s", "lat mean us", "lat p99 us", "CPU %", "CPU us/IO")
     for c in cases:
         summary[c] = {"targets": {}, "ratios": {}}
