@@ -150,14 +150,15 @@ module_param_cb(netlink_timeout, &tcmu_nl_timeout_ops, &tcmu_nl_timeout, 0644);
 MODULE_PARM_DESC(netlink_timeout,
 		 "Seconds to wait for a netlink reply from the handler daemon (1-3600)");
 
+/* Same words and values as upstream, which tcmu-runner's tools expect. */
 static int tcmu_block_nl_set(const char *val, const struct kernel_param *kp)
 {
-	bool on;
-	int ret;
+	u8 on;
 
-	ret = kstrtobool(val, &on);
-	if (ret)
-		return ret;
+	if (kstrtou8(val, 0, &on) || on > 1) {
+		pr_warn_ratelimited("block_netlink takes 0 or 1\n");
+		return -EINVAL;
+	}
 	mutex_lock(&tcmu_nl_lock);
 	tcmu_nl_blocked = on;
 	mutex_unlock(&tcmu_nl_lock);
@@ -166,7 +167,8 @@ static int tcmu_block_nl_set(const char *val, const struct kernel_param *kp)
 
 static int tcmu_block_nl_get(char *buf, const struct kernel_param *kp)
 {
-	return sysfs_emit(buf, "%d\n", READ_ONCE(tcmu_nl_blocked));
+	return sysfs_emit(buf, "%s\n", READ_ONCE(tcmu_nl_blocked) ?
+			  "blocked" : "unblocked");
 }
 
 static const struct kernel_param_ops tcmu_block_nl_ops = {
@@ -176,21 +178,23 @@ static const struct kernel_param_ops tcmu_block_nl_ops = {
 module_param_cb(block_netlink, &tcmu_block_nl_ops, NULL, 0644);
 MODULE_PARM_DESC(block_netlink, "Refuse new netlink requests (1) or allow them (0)");
 
-/* Fail every pending request; only allowed while netlink is blocked. */
+/*
+ * Fail every pending request. Pending requests may only be failed while
+ * netlink is blocked (otherwise new ones could slip in behind the reset);
+ * with nothing pending the write is a harmless no-op, as upstream.
+ */
 static int tcmu_reset_nl_set(const char *val, const struct kernel_param *kp)
 {
 	struct tcmu_dev *udev, *tmp;
 	u8 v;
-	int ret;
 
-	ret = kstrtou8(val, 0, &v);
-	if (ret)
-		return ret;
-	if (v != 1)
+	if (kstrtou8(val, 0, &v) || v != 1) {
+		pr_warn_ratelimited("reset_netlink takes 1\n");
 		return -EINVAL;
+	}
 
 	mutex_lock(&tcmu_nl_lock);
-	if (!tcmu_nl_blocked) {
+	if (!tcmu_nl_blocked && !list_empty(&tcmu_nl_pending)) {
 		mutex_unlock(&tcmu_nl_lock);
 		pr_warn_ratelimited("reset_netlink needs block_netlink=1 first\n");
 		return -EBUSY;
@@ -327,9 +331,14 @@ static struct genl_family tcmu_nl_family __ro_after_init = {
 	.resv_start_op = TCMU_CMD_SET_FEATURES + 1,
 };
 
+/*
+ * nl_reply_supported was fixed when the device was enabled (see
+ * tcmu_configure_locked()), so a daemon that announces replies later does
+ * not make older devices start waiting for replies it may never send.
+ */
 static bool tcmu_nl_wants_reply(struct tcmu_dev *udev)
 {
-	return READ_ONCE(tcmu_nl_daemon_replies) && udev->nl_reply_supported > 0;
+	return udev->nl_reply_supported > 0;
 }
 
 /* Optional attributes carried by an event. */
@@ -613,6 +622,50 @@ out:
 	sg_miter_stop(&miter);
 }
 
+/*
+ * Clear the first @len bytes of the blocks in @runs. Blocks go from command
+ * to command without being freed, so a handler that answers with less
+ * than the allocation length (an INQUIRY or MODE SENSE shorter than the
+ * initiator asked for, without READ_LEN) would otherwise return bytes an
+ * earlier command left behind.
+ */
+static void tcmu_zero_runs(struct tcmu_dev *udev, const struct tcmu_run *runs,
+			   u32 nr, u32 len)
+{
+	u32 i, p;
+
+	for (i = 0; i < nr && len; i++) {
+		u32 first = runs[i].start * tcmu_blk_pages(udev);
+		u32 pages = runs[i].count * tcmu_blk_pages(udev);
+
+		for (p = 0; p < pages && len; p++) {
+			u32 chunk = min_t(u32, len, PAGE_SIZE);
+			struct page *page = xa_load(&udev->pages, first + p);
+
+			if (page)
+				memzero_page(page, 0, chunk);
+			len -= chunk;
+		}
+	}
+}
+
+/*
+ * Media reads are answered in full or fail, so their Data-In needs no
+ * clearing; everything else may legitimately come back short.
+ */
+static bool tcmu_in_needs_zero(const u8 *cdb)
+{
+	switch (cdb[0]) {
+	case READ_6:
+	case READ_10:
+	case READ_12:
+	case READ_16:
+		return false;
+	default:
+		return true;
+	}
+}
+
 /* Fill @iov with one iovec per run, covering @len bytes. */
 static u32 tcmu_runs_to_iov(struct tcmu_dev *udev, const struct tcmu_run *runs,
 			    u32 nr, u32 len, struct iovec *iov)
@@ -773,6 +826,9 @@ static int tcmu_try_queue(struct tcmu_dev *udev, struct tcmu_cmd *cmd)
 		tcmu_copy_runs(udev, cmd->runs, cmd->nr_out_runs,
 			       se_cmd->t_data_sg, se_cmd->t_data_nents,
 			       cmd->out_len, true);
+	if (cmd->in_len && tcmu_in_needs_zero(se_cmd->t_task_cdb))
+		tcmu_zero_runs(udev, cmd->runs + cmd->nr_out_runs,
+			       cmd->nr_runs - cmd->nr_out_runs, cmd->in_len);
 
 	head = udev->ring_head;
 	entry = udev->ring + head;
@@ -1796,9 +1852,12 @@ static int tcmu_configure_locked(struct se_device *se_dev)
 	da->hw_max_sectors = max_sectors;
 	da->hw_queue_depth = 128;
 
-	/* nl_reply_supported < 0 means "never wait"; otherwise follow the daemon. */
+	/*
+	 * nl_reply_supported < 0 means "never wait"; otherwise it takes what
+	 * the daemon announced with SET_FEATURES, as it stands right now.
+	 */
 	if (udev->nl_reply_supported >= 0)
-		udev->nl_reply_supported = 1;
+		udev->nl_reply_supported = READ_ONCE(tcmu_nl_daemon_replies);
 
 	/* The uio node may outlive configfs until the handler lets go. */
 	kref_get(&udev->kref);
@@ -1885,6 +1944,79 @@ static sector_t tcmu_get_blocks(struct se_device *se_dev)
  * ------------------------------------------------------------------------
  */
 
+/*
+ * configfs hands a store the bytes that were written, NUL-terminated after
+ * @count. The kernel's string parsers stop at the first NUL, so text after
+ * an embedded NUL would be ignored without a word; control characters
+ * would end up in the info text, the uio name and netlink events. Refuse
+ * both. Trailing NULs and one final newline are tolerated; @multiline also
+ * lets newlines separate the options of a control write.
+ */
+static int tcmu_input_check(struct tcmu_dev *udev, const char *attr,
+			    const char *page, size_t count, bool multiline)
+{
+	size_t len = count, i;
+
+	while (len && !page[len - 1])
+		len--;
+	if (len && page[len - 1] == '\n')
+		len--;
+	for (i = 0; i < len; i++) {
+		unsigned char c = page[i];
+
+		if ((c < 0x20 && !(multiline && c == '\n')) || c == 0x7f) {
+			pr_warn_ratelimited("%s: %s: control character 0x%02x at offset %zu refused\n",
+					    udev->name, attr, c, i);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Parse one integer written to an attribute or action into [@min, @max].
+ * Negative input is only accepted when @min is negative; the result is
+ * returned as a u64 for the caller to narrow.
+ */
+static int tcmu_parse_num(struct tcmu_dev *udev, const char *attr,
+			  const char *page, size_t count, s64 min, u64 max,
+			  u64 *out)
+{
+	int ret = tcmu_input_check(udev, attr, page, count, false);
+	u64 v;
+
+	if (!ret && page[0] == '-') {
+		s64 sv;
+
+		ret = min < 0 ? kstrtos64(page, 0, &sv) : -EINVAL;
+		if (!ret && (sv < min || sv > 0))
+			ret = -EINVAL;
+		v = sv;
+	} else if (!ret) {
+		ret = kstrtou64(page, 0, &v);
+		if (!ret && (v > max || (min > 0 && v < min)))
+			ret = -EINVAL;
+	}
+	if (ret) {
+		pr_warn_ratelimited("%s: %s: refused '%*pE' (%lld..%llu)\n",
+				    udev->name, attr, (int)min_t(size_t, count, 32),
+				    page, min, max);
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
+/* Actions act on the running device only. */
+static int tcmu_need_enabled(struct tcmu_dev *udev, const char *action)
+{
+	if (target_dev_configured(&udev->se_dev))
+		return 0;
+	pr_warn_ratelimited("%s: %s needs an enabled device\n", udev->name,
+			    action);
+	return -EINVAL;
+}
+
 enum {
 	TCMU_OPT_DEV_CONFIG, TCMU_OPT_DEV_SIZE, TCMU_OPT_HW_BLOCK_SIZE, TCMU_OPT_HW_MAX_SECTORS,
 	TCMU_OPT_NL_REPLY_SUPPORTED, TCMU_OPT_MAX_DATA_AREA_MB, TCMU_OPT_DATA_PAGES_PER_BLK,
@@ -1941,6 +2073,9 @@ static ssize_t tcmu_set_configfs_dev_params(struct se_device *se_dev,
 	u64 data_pages;
 	int ret = 0;
 
+	ret = tcmu_input_check(udev, "control", page, count, true);
+	if (ret)
+		return ret;
 	c = kzalloc(sizeof(*c), GFP_KERNEL);
 	opts = kstrndup(page, count, GFP_KERNEL);
 	if (!c || !opts) {
@@ -2118,9 +2253,10 @@ static ssize_t tcmu_cmd_time_out_store(struct config_item *item,
 				       const char *page, size_t count)
 {
 	struct tcmu_dev *udev = tcmu_attr_dev(item);
-	u32 val;
+	u64 val;
 
-	if (kstrtou32(page, 0, &val) || val > TCMU_MAX_TIMEOUT_SEC)
+	if (tcmu_parse_num(udev, "cmd_time_out", page, count, 0,
+			   TCMU_MAX_TIMEOUT_SEC, &val))
 		return -EINVAL;
 	if (udev->se_dev.export_count) {
 		pr_warn_ratelimited("%s: cmd_time_out cannot change while exported\n",
@@ -2147,12 +2283,13 @@ static ssize_t tcmu_qfull_time_out_store(struct config_item *item,
 					 const char *page, size_t count)
 {
 	struct tcmu_dev *udev = tcmu_attr_dev(item);
-	s32 val;
+	u64 val;
 
-	if (kstrtos32(page, 0, &val) || val < -1 || val > TCMU_MAX_TIMEOUT_SEC)
+	if (tcmu_parse_num(udev, "qfull_time_out", page, count, -1,
+			   TCMU_MAX_TIMEOUT_SEC, &val))
 		return -EINVAL;
 	mutex_lock(&udev->ring_lock);
-	udev->qfull_time_out = val < 0 ? -1 : (long)val * HZ;
+	udev->qfull_time_out = (s64)val < 0 ? -1 : (long)val * HZ;
 	mutex_unlock(&udev->ring_lock);
 	return count;
 }
@@ -2182,16 +2319,23 @@ static ssize_t tcmu_dev_config_show(struct config_item *item, char *page)
 	return sysfs_emit(page, "%s\n", tcmu_attr_dev(item)->dev_config);
 }
 
-/* Strip one trailing newline; reject empty or oversized input. */
-static int tcmu_attr_string(const char *page, size_t count, char *out,
+/* Strip one trailing newline; reject empty, oversized or odd input. */
+static int tcmu_attr_string(struct tcmu_dev *udev, const char *attr,
+			    const char *page, size_t count, char *out,
 			    size_t outlen)
 {
-	size_t len = strnlen(page, count);
+	size_t len;
 
+	if (tcmu_input_check(udev, attr, page, count, false))
+		return -EINVAL;
+	len = strnlen(page, count);
 	if (len && page[len - 1] == '\n')
 		len--;
-	if (!len || len >= outlen || memchr(page, '\0', len))
+	if (!len || len >= outlen) {
+		pr_warn_ratelimited("%s: %s must be 1..%zu bytes\n",
+				    udev->name, attr, outlen - 1);
 		return -EINVAL;
+	}
 	memcpy(out, page, len);
 	out[len] = '\0';
 	return 0;
@@ -2207,7 +2351,8 @@ static ssize_t tcmu_dev_config_store(struct config_item *item,
 	cfg = kzalloc(TCMU_CONFIG_LEN, GFP_KERNEL);
 	if (!cfg)
 		return -ENOMEM;
-	ret = tcmu_attr_string(page, count, cfg, TCMU_CONFIG_LEN);
+	ret = tcmu_attr_string(udev, "dev_config", page, count, cfg,
+			       TCMU_CONFIG_LEN);
 	if (ret)
 		goto out;
 
@@ -2250,7 +2395,8 @@ static ssize_t tcmu_dev_size_store(struct config_item *item, const char *page,
 	u64 val;
 	int ret;
 
-	if (kstrtou64(page, 0, &val) || !val || (bs && val < bs))
+	if (tcmu_parse_num(udev, "dev_size", page, count, bs ? bs : 1,
+			   U64_MAX, &val))
 		return -EINVAL;
 	if (mutex_lock_killable(&udev->cfg_lock))
 		return -EINTR;
@@ -2281,11 +2427,12 @@ static ssize_t tcmu_nl_reply_supported_store(struct config_item *item,
 					     const char *page, size_t count)
 {
 	struct tcmu_dev *udev = tcmu_attr_dev(item);
-	s8 val;
+	u64 val;
 
-	if (kstrtos8(page, 0, &val))
+	if (tcmu_parse_num(udev, "nl_reply_supported", page, count, S8_MIN,
+			   S8_MAX, &val))
 		return -EINVAL;
-	udev->nl_reply_supported = val;
+	udev->nl_reply_supported = (s8)val;
 	return count;
 }
 CONFIGFS_ATTR(tcmu_, nl_reply_supported);
@@ -2303,10 +2450,11 @@ static ssize_t tcmu_emulate_write_cache_store(struct config_item *item,
 					      const char *page, size_t count)
 {
 	struct tcmu_dev *udev = tcmu_attr_dev(item);
-	u8 val;
+	u64 val;
 	int ret;
 
-	if (kstrtou8(page, 0, &val) || val > 1)
+	if (tcmu_parse_num(udev, "emulate_write_cache", page, count, 0, 1,
+			   &val))
 		return -EINVAL;
 	if (mutex_lock_killable(&udev->cfg_lock))
 		return -EINTR;
@@ -2339,9 +2487,9 @@ static ssize_t tcmu_tmr_notification_store(struct config_item *item,
 					   const char *page, size_t count)
 {
 	struct tcmu_dev *udev = tcmu_attr_dev(item);
-	u8 val;
+	u64 val;
 
-	if (kstrtou8(page, 0, &val) || val > 1)
+	if (tcmu_parse_num(udev, "tmr_notification", page, count, 0, 1, &val))
 		return -EINVAL;
 	if (val)
 		set_bit(TCMU_DEV_TMR_NOTIFY, &udev->flags);
@@ -2363,13 +2511,12 @@ static ssize_t tcmu_handler_exit_policy_store(struct config_item *item,
 					      const char *page, size_t count)
 {
 	struct tcmu_dev *udev = tcmu_attr_dev(item);
-	u8 val;
+	u64 val;
 
-	if (kstrtou8(page, 0, &val) || val > TCMU_EXIT_KEEP) {
-		pr_warn_ratelimited("%s: handler_exit_policy must be 0 (fail) or 1 (keep)\n",
-				    udev->name);
+	/* 0 fails what the handler held, 1 keeps it for a restarted one. */
+	if (tcmu_parse_num(udev, "handler_exit_policy", page, count, 0,
+			   TCMU_EXIT_KEEP, &val))
 		return -EINVAL;
-	}
 	WRITE_ONCE(udev->exit_policy, val);
 	return count;
 }
@@ -2424,11 +2571,10 @@ static ssize_t tcmu_block_dev_store(struct config_item *item, const char *page,
 				    size_t count)
 {
 	struct tcmu_dev *udev = tcmu_action_dev(item);
-	u8 val;
+	u64 val;
 
-	if (!target_dev_configured(&udev->se_dev))
-		return -EINVAL;
-	if (kstrtou8(page, 0, &val) || val > 1)
+	if (tcmu_need_enabled(udev, "block_dev") ||
+	    tcmu_parse_num(udev, "block_dev", page, count, 0, 1, &val))
 		return -EINVAL;
 
 	mutex_lock(&udev->ring_lock);
@@ -2504,11 +2650,11 @@ static ssize_t tcmu_reset_ring_store(struct config_item *item,
 				     const char *page, size_t count)
 {
 	struct tcmu_dev *udev = tcmu_action_dev(item);
-	u8 val;
+	u64 val;
 
-	if (!target_dev_configured(&udev->se_dev))
-		return -EINVAL;
-	if (kstrtou8(page, 0, &val) || val < 1 || val > 2)
+	/* 1 answers what the handler held with BUSY, 2 with CHECK CONDITION. */
+	if (tcmu_need_enabled(udev, "reset_ring") ||
+	    tcmu_parse_num(udev, "reset_ring", page, count, 1, 2, &val))
 		return -EINVAL;
 	tcmu_reset_ring(udev, val);
 	return count;
@@ -2520,18 +2666,18 @@ static ssize_t tcmu_free_kept_buf_store(struct config_item *item,
 {
 	struct tcmu_dev *udev = tcmu_action_dev(item);
 	struct tcmu_cmd *cmd;
-	u16 id;
+	u64 id;
 
-	if (!target_dev_configured(&udev->se_dev))
-		return -EINVAL;
-	if (kstrtou16(page, 0, &id) || !id)
+	if (tcmu_need_enabled(udev, "free_kept_buf") ||
+	    tcmu_parse_num(udev, "free_kept_buf", page, count, TCMU_CMD_ID_MIN,
+			   TCMU_CMD_ID_MAX, &id))
 		return -EINVAL;
 
 	mutex_lock(&udev->ring_lock);
 	cmd = xa_load(&udev->cmds, id);
 	if (!cmd || !test_bit(TCMU_CMD_KEPT, &cmd->flags)) {
 		mutex_unlock(&udev->ring_lock);
-		pr_warn_ratelimited("%s: free_kept_buf: cmd %u holds no kept buffer\n",
+		pr_warn_ratelimited("%s: free_kept_buf: cmd %llu holds no kept buffer\n",
 				    udev->name, id);
 		return -EINVAL;
 	}
