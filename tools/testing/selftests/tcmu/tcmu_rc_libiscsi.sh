@@ -45,9 +45,12 @@ URL=iscsi://127.0.0.1:3260/$IQN/0
 # UNMAP, PREFETCH, GET LBA STATUS, REPORT SUPPORTED OPCODES: the suite
 # skips those tests, cheaply, after the sense data says so), and commands
 # LIO's core answers itself (persistent reservations, RESERVE).  Timed
-# under TCG (stock kernel, busy machine): about 100 s per module.  Left
-# out:
-#   - for time (15 to 50 s each): the BeyondEol tests of the read/write
+# under TCG (stock kernel, very busy machine): 40 to 50 s per module, the
+# Read10/Write10/WriteSame10 Simple loops 5 to 10 s each (the log gives
+# every test's time).  Left out:
+#   - for time: WriteVerify10.Simple (10 s: the same 1..256-block loop as
+#     Write10.Simple, then tcmu-runner's verify; ZeroBlocks and Flags
+#     stay); (15 to 50 s each) the BeyondEol tests of the read/write
 #     families (hundreds of commands failing past the end of the LUN;
 #     PREFETCH and GET LBA STATUS still check that path), the 6/12/16-byte
 #     repeats of the 10-byte data tests (16-byte CDBs stay in through the
@@ -61,7 +64,7 @@ LR_TESTS_STOCK+=",SCSI.ModeSense6,SCSI.Mandatory,SCSI.ReportSupportedOpcodes"
 LR_TESTS_STOCK+=",SCSI.Read10.Simple,SCSI.Read10.ZeroBlocks,SCSI.Read10.Async"
 LR_TESTS_STOCK+=",SCSI.Write10.Simple,SCSI.Write10.ZeroBlocks,SCSI.Write10.Async"
 LR_TESTS_STOCK+=",SCSI.Read16.ZeroBlocks,SCSI.Write16.ZeroBlocks"
-LR_TESTS_STOCK+=",SCSI.WriteVerify10.Simple,SCSI.WriteVerify10.ZeroBlocks,SCSI.WriteVerify10.Flags"
+LR_TESTS_STOCK+=",SCSI.WriteVerify10.ZeroBlocks,SCSI.WriteVerify10.Flags"
 LR_TESTS_STOCK+=",SCSI.Verify10"
 LR_TESTS_STOCK+=",SCSI.CompareAndWrite.Unwritten,SCSI.CompareAndWrite.InvalidDataOutSize"
 LR_TESTS_STOCK+=",SCSI.WriteSame10.Simple,SCSI.WriteSame10.ZeroBlocks,SCSI.WriteSame10.Unmap"
