@@ -261,9 +261,31 @@ tcmu_wait_for()
 	while ! "$@"; do
 		tries=$((tries - 1))
 		[ "$tries" -gt 0 ] || return 1
-		sleep 0.1
+		tcmu_sleep 0.1
 	done
 	return 0
+}
+
+# tcmu_sleep SECONDS: sleep(1), or, once tcmu_sleep_init has run, the
+# same without starting a program (under TCG every exec costs a lot): a
+# read with a time limit on a FIFO that nobody writes to.
+TCMU_SLEEP_FD=
+tcmu_sleep()
+{
+	if [ -n "$TCMU_SLEEP_FD" ]; then
+		read -r -t "$1" -u "$TCMU_SLEEP_FD" _
+		return 0
+	fi
+	sleep "$1"
+}
+
+# tcmu_sleep_init DIR: make the FIFO for tcmu_sleep in DIR (opened for
+# reading and writing, so the open does not wait for a writer).
+tcmu_sleep_init()
+{
+	[ -n "$TCMU_SLEEP_FD" ] && return 0
+	mkfifo "$1/tcmu-sleep" 2> /dev/null || return 0
+	exec {TCMU_SLEEP_FD}<> "$1/tcmu-sleep"
 }
 
 # ---------------------------------------------------------------------------
