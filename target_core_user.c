@@ -1988,7 +1988,7 @@ static int tcmu_parse_num(struct tcmu_dev *udev, const char *attr,
 	if (!ret && page[0] == '-') {
 		s64 sv;
 
-		ret = kstrtos64(page, 0, &sv);
+		ret = min < 0 ? kstrtos64(page, 0, &sv) : -EINVAL;
 		if (!ret && (sv < min || sv > 0))
 			ret = -EINVAL;
 		v = sv;

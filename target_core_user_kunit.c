@@ -172,6 +172,7 @@ static struct kunit_suite tcmu_test_suite = {
 	.name = "target_core_user",
 	.test_cases = tcmu_test_cases,
 };
+
 kunit_test_suite(tcmu_test_suite);
 
 MODULE_DESCRIPTION("KUnit tests for target_core_user helpers");

@@ -148,12 +148,8 @@ for k in "${KERNELS[@]}"; do
 	rm -f "$RESULTS/kdir-$k"
 	rm -rf "$bdir"
 	mkdir -p "$bdir"
-	# The module's sources only, not artefacts of an in-place build.
-	srcs=()
-	for f in Makefile Kbuild Kconfig *.c *.h include; do
-		[[ -e $f && $f != *.mod.c ]] && srcs+=("$f")
-	done
-	cp -a "${srcs[@]}" "$bdir/"
+	# shellcheck source-path=SCRIPTDIR source=vm/common.sh
+	(. "$VM/common.sh" && rig_copy_module_sources "$bdir")
 	if step "build: $k target_core_user.ko" "$log" make -C "$kdir" M="$bdir" modules; then
 		if [[ -f $bdir/target_core_user.ko ]]; then
 			built[$k]=1

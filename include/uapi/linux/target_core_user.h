@@ -165,6 +165,7 @@ enum tcmu_genl_cmd {
 	TCMU_CMD_SET_FEATURES,
 	__TCMU_CMD_MAX,
 };
+
 #define TCMU_CMD_MAX (__TCMU_CMD_MAX - 1)
 
 enum tcmu_genl_attr {
@@ -180,6 +181,7 @@ enum tcmu_genl_attr {
 	TCMU_ATTR_SUPP_KERN_CMD_REPLY,
 	__TCMU_ATTR_MAX,
 };
+
 #define TCMU_ATTR_MAX (__TCMU_ATTR_MAX - 1)
 
 #endif /* __TARGET_CORE_USER_H */

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Shared definitions for the VM test rig.  Sourced (never run) by setup.sh,
-# mkinitramfs.sh, run-vm.sh, rig-selftest.sh and ../check.sh.
+# mkinitramfs.sh, run-vm.sh, rig-selftest.sh, ../check.sh and ../bench.sh.
 #
 # After "rig_kernel KIND" (KIND is stock or debug) these are set:
 #   RIG_KIMAGE   the kernel image to boot
@@ -69,4 +69,15 @@ rig_kernel() {
 		return 1
 		;;
 	esac
+}
+
+# rig_copy_module_sources DIR: copy the module's sources (not the
+# artefacts of an in-place build) from the repository into DIR, ready for
+# "make -C KDIR M=DIR modules".
+rig_copy_module_sources() {
+	local f srcs=()
+	for f in "$RIG_REPO"/{Makefile,Kbuild,Kconfig,include} "$RIG_REPO"/*.[ch]; do
+		[[ -e $f && $f != *.mod.c ]] && srcs+=("$f")
+	done
+	cp -a "${srcs[@]}" "$1/"
 }

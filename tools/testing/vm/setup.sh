@@ -37,7 +37,7 @@ PACKAGES=(
 	build-essential sparse bc bison flex libelf-dev libssl-dev dwarves
 	"linux-headers-$RIG_STOCK_KREL" linux-source-6.1
 	fio sg3-utils tcmu-runner targetcli-fb python3-rtslib-fb
-	open-iscsi libiscsi-bin dbus e2fsprogs rsync lsscsi
+	open-iscsi libiscsi-bin dbus e2fsprogs rsync lsscsi python3-docutils
 )
 # The subset for --headers-only.
 BUILD_PACKAGES=(build-essential kmod bc bison flex libelf-dev libssl-dev dwarves
