@@ -78,7 +78,17 @@ expect_rc() {
 expect_rc 0 "--help" "$BIN" --help
 expect_rc 1 "no device" "$BIN"
 expect_rc 1 "both --uio and --name" "$BIN" --uio /dev/uio0 --name x
-expect_rc 2 "--fuzz is reserved" "$BIN" --name x --fuzz 7
+expect_rc 1 "bad --fuzz seed" "$BIN" --name x --fuzz=seven
+expect_rc 1 "unknown --fuzz-ops action" "$BIN" --name x --fuzz=7 \
+	--fuzz-ops tail_outside,nonsense
+expect_rc 1 "bad --fuzz-rate" "$BIN" --name x --fuzz=7 --fuzz-rate -1
+expect_rc 1 "bad --fuzz-recover" "$BIN" --name x --fuzz=7 --fuzz-recover -2
+expect_rc 1 "bad \$TCMU_FUZZ_RATE" env TCMU_FUZZ_RATE=fast "$BIN" --name x
+if "$BIN" --help 2>&1 | grep -q '^  tail_unaligned '; then
+	ok "cli: --help lists the fuzz actions"
+else
+	bad "cli: --help lists the fuzz actions"
+fi
 expect_rc 1 "bad --sense" "$BIN" --name x --sense 5/zz/0
 expect_rc 1 "bad --ignore" "$BIN" --name x --ignore 0x100
 expect_rc 1 "bad --threads" "$BIN" --name x --threads 0

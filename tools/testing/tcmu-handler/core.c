@@ -17,6 +17,7 @@
 #include "tcmu-handler.h"
 
 volatile int th_stop;
+volatile int th_resync;
 
 struct th_pool {
 	pthread_t *tids;
@@ -136,6 +137,8 @@ void th_write_status(struct th *h)
 		if (s.per_op[i])
 			fprintf(f, "op_0x%02x=%llu\n", i,
 				(unsigned long long)s.per_op[i]);
+	if (h->fuzz)
+		th_fuzz_status(h, f);
 	if (fclose(f) || rename(tmp, h->opt.status_file)) {
 		th_err("%s: %s\n", h->opt.status_file, strerror(errno));
 		unlink(tmp);
@@ -169,7 +172,7 @@ static enum halt_kind finish_cmd(struct th *h, struct th_cmd *c)
 		pthread_mutex_unlock(&h->lock);
 		return HALT_REFUSED;
 	}
-	if (th_ring_complete(h, c)) {
+	if (h->fuzz ? th_fuzz_complete(h, c) : th_ring_complete(h, c)) {
 		h->st.bytes_in += c->in_bytes;
 		h->st.bytes_out += c->out_bytes;
 		if (c->status == SAM_CHECK_CONDITION)
@@ -235,6 +238,8 @@ static int take_batch(struct th *h, struct th_cmd ***lt, bool *broken)
 	pthread_mutex_lock(&h->lock);
 	th_ring_sync(h);
 	while ((r = th_ring_take(h, &c)) > 0) {
+		if (h->fuzz)
+			th_fuzz_taken(h, c);
 		**lt = c;
 		*lt = &c->next;
 		n++;
@@ -258,12 +263,21 @@ static struct th_cmd *reverse(struct th_cmd *list)
 	return rev;
 }
 
+/* Run one command; the hostile handler guards against SIGBUS. */
+void th_exec(struct th *h, struct th_cmd *c)
+{
+	if (h->fuzz)
+		th_fuzz_exec(h, c);
+	else
+		th_scsi_exec(h, c);
+}
+
 static void process_inline(struct th *h, struct th_cmd *list)
 {
 	struct th_cmd *c;
 
 	for (c = list; c; c = c->next)
-		th_scsi_exec(h, c);
+		th_exec(h, c);
 
 	/* with --ooo the batch completes newest first */
 	if (h->opt.ooo)
@@ -291,13 +305,28 @@ static void pool_push(struct th_pool *p, struct th_cmd *list)
 /*
  * One pass over the ring: take every available entry, then process the
  * commands inline or hand them to the workers, and kick the kernel once.
- * Returns the number of commands taken, or -1 when the ring is broken.
+ * Returns the number of commands taken, or -1 when the ring is broken
+ * (the hostile handler repairs it instead, or waits for SIGUSR2).
  */
 int th_service(struct th *h)
 {
 	struct th_cmd *list = NULL, **lt = &list;
 	bool broken = false;
 	int n, m, i;
+
+	if (th_resync) {
+		/* someone reset the ring (action/reset_ring) and told us */
+		th_resync = 0;
+		th_workers_wait_idle(h);
+		pthread_mutex_lock(&h->lock);
+		th_info("resync requested: head %u tail %u (ours %u, take %u)\n",
+			th_mb_head(h), th_mb_tail(h), h->tail, h->take);
+		th_ring_restart(h);
+		h->st.resyncs++;
+		pthread_mutex_unlock(&h->lock);
+	}
+	if (h->fuzz)
+		th_fuzz_tick(h);
 
 	n = take_batch(h, &lt, &broken);
 	if (h->opt.ooo && !h->pool && n > 0 && !broken) {
@@ -318,6 +347,8 @@ int th_service(struct th *h)
 	pthread_mutex_lock(&h->lock);
 	broken |= h->broken;
 	pthread_mutex_unlock(&h->lock);
+	if (broken && h->fuzz)
+		return th_fuzz_broken(h);
 	return broken ? -1 : n;
 }
 
@@ -343,7 +374,7 @@ static void *worker(void *arg)
 		p->busy++;
 		pthread_mutex_unlock(&p->mu);
 
-		th_scsi_exec(h, c);
+		th_exec(h, c);
 		deliver(h, c, true);
 
 		pthread_mutex_lock(&p->mu);
@@ -378,8 +409,13 @@ int th_workers_start(struct th *h)
 	p->tailp = &p->head;
 	h->pool = p;
 
-	/* signals are for the main thread only */
+	/*
+	 * Signals are for the main thread only, except faults: a blocked
+	 * SIGBUS would kill the process even where --fuzz catches it.
+	 */
 	sigfillset(&all);
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGSEGV);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	for (i = 0; i < h->opt.threads; i++) {
 		ret = pthread_create(&p->tids[i], NULL, worker, h);

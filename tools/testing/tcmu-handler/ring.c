@@ -455,46 +455,43 @@ void th_ring_skip_idle(struct th *h)
 }
 
 /*
- * Publish the response of c in the next free CMD slot and move cmd_tail
- * past it. Returns false when the command belongs to a ring generation
- * that has been reset. Called with h->lock held.
+ * Find the first CMD slot at or after from (and before take), skipping
+ * PAD and TMR entries already taken. On success *slot and *len describe
+ * it; on failure the ring is marked broken. Called with h->lock held.
  */
-bool th_ring_complete(struct th *h, struct th_cmd *c)
+bool th_ring_next_slot(struct th *h, uint32_t from, uint32_t *slot,
+		       uint32_t *len)
 {
-	struct tcmu_cmd_entry *e;
-	uint32_t len_op, len, t = h->tail;
+	uint32_t len_op, l, t = from;
 
-	if (c->gen != h->gen) {
-		h->st.dropped++;
-		return false;
-	}
-	if (h->broken)
-		return false;
 	for (;;) {
-		if (t == h->take) {
-			/* cannot happen: every taken command owns a slot */
-			th_err("no ring slot left to complete cmd %u\n",
-			       c->cmd_id);
-			h->broken = true;
+		if (t == h->take)
 			return false;
-		}
 		len_op = ring_load_u32(h, t);
-		len = taken_len(h, t, len_op);
-		if (!len)
+		l = taken_len(h, t, len_op);
+		if (!l)
 			return false;
 		if (tcmu_hdr_get_op(len_op) == TCMU_OP_CMD)
 			break;
-		t = ring_advance(h, t, len);
+		t = ring_advance(h, t, l);
 	}
-	if (len < sizeof(*e)) {
-		th_err("slot at %u too short for a response (%u)\n", t, len);
+	if (l < sizeof(struct tcmu_cmd_entry)) {
+		th_err("slot at %u too short for a response (%u)\n", t, l);
 		h->broken = true;
 		return false;
 	}
-	h->tail = t;
+	*slot = t;
+	*len = l;
+	return true;
+}
 
-	e = (struct tcmu_cmd_entry *)ring_at(h, h->tail);
-	e->hdr.cmd_id = c->cmd_id;
+/* Write the response of c, under the id given, into the slot at off. */
+void th_ring_write_rsp(struct th *h, uint32_t off, uint16_t id,
+		       const struct th_cmd *c)
+{
+	struct tcmu_cmd_entry *e = (struct tcmu_cmd_entry *)ring_at(h, off);
+
+	e->hdr.cmd_id = id;
 	e->hdr.uflags = c->uflags;
 	e->rsp.scsi_status = c->status;
 	e->rsp.__pad1 = 0;
@@ -503,12 +500,91 @@ bool th_ring_complete(struct th *h, struct th_cmd *c)
 	memset(e->rsp.sense_buffer, 0, sizeof(e->rsp.sense_buffer));
 	if (c->status == SAM_CHECK_CONDITION)
 		memcpy(e->rsp.sense_buffer, c->sense, TH_SENSE_LEN);
+}
 
-	th_dbg("complete cmd %u in slot %u status 0x%02x uflags 0x%x read_len %u\n",
-	       c->cmd_id, h->tail, c->status, c->uflags, c->read_len);
-	h->tail = ring_advance(h, h->tail, len);
-	mb_store_tail(h, h->tail);
+/* Move our tail (and mailbox cmd_tail) to t. Called with h->lock held. */
+void th_ring_set_tail(struct th *h, uint32_t t)
+{
+	h->tail = t;
+	mb_store_tail(h, t);
 	h->tail_moved = true;
+}
+
+/* Store any value in mailbox cmd_tail; our own tail stays put. */
+void th_mb_store_tail(struct th *h, uint32_t v)
+{
+	mb_store_tail(h, v);
+}
+
+/* Forget every taken command and carry on from the mailbox's cmd_tail. */
+void th_ring_restart(struct th *h)
+{
+	uint32_t t = th_mb_tail(h);
+
+	if (t >= h->cmdr_size || t % TCMU_OP_ALIGN_SIZE)
+		t = 0;
+	h->gen++;
+	h->tail = t;
+	h->take = t;
+	h->broken = false;
+	h->tail_moved = false;
+}
+
+uint32_t th_ring_advance(const struct th *h, uint32_t pos, uint32_t len)
+{
+	return ring_advance(h, pos, len);
+}
+
+uint8_t *th_ring_ptr(const struct th *h, uint32_t off)
+{
+	return ring_at(h, off);
+}
+
+/*
+ * May c still be completed: its ring generation was not reset and the
+ * ring is sound? Called with h->lock held.
+ */
+bool th_ring_owns(struct th *h, const struct th_cmd *c)
+{
+	if (c->gen != h->gen) {
+		h->st.dropped++;
+		return false;
+	}
+	return !h->broken;
+}
+
+/*
+ * The CMD slot the next response goes to; false (and the ring marked
+ * broken) if there is none. Called with h->lock held.
+ */
+bool th_ring_rsp_slot(struct th *h, const struct th_cmd *c, uint32_t *slot,
+		      uint32_t *len)
+{
+	if (th_ring_next_slot(h, h->tail, slot, len))
+		return true;
+	if (!h->broken) {
+		/* cannot happen: every taken command owns a slot */
+		th_err("no ring slot left to complete cmd %u\n", c->cmd_id);
+		h->broken = true;
+	}
+	return false;
+}
+
+/*
+ * Publish the response of c in the next free CMD slot and move cmd_tail
+ * past it. Returns false when the command belongs to a ring generation
+ * that has been reset. Called with h->lock held.
+ */
+bool th_ring_complete(struct th *h, struct th_cmd *c)
+{
+	uint32_t slot, len;
+
+	if (!th_ring_owns(h, c) || !th_ring_rsp_slot(h, c, &slot, &len))
+		return false;
+	th_ring_write_rsp(h, slot, c->cmd_id, c);
+	th_dbg("complete cmd %u in slot %u status 0x%02x uflags 0x%x read_len %u\n",
+	       c->cmd_id, slot, c->status, c->uflags, c->read_len);
+	th_ring_set_tail(h, ring_advance(h, slot, len));
 	h->st.completed++;
 	return true;
 }

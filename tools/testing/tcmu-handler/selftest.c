@@ -6,6 +6,10 @@
  * commands and TMRs into the ring with PAD entries at the wrap, and on
  * every kick reaps completions from its last seen tail up to cmd_tail,
  * looking each command up by the cmd_id found in the completed slot.
+ * Like target_core_user it trusts nothing in the ring: it keeps its own
+ * log of the entries it wrote, accepts cmd_tail only on one of their
+ * boundaries, and marks the ring broken (until fk_reset) on anything
+ * else, which the --fuzz tests rely on.
  */
 #include <errno.h>
 #include <signal.h>
@@ -15,6 +19,7 @@
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 
@@ -23,6 +28,7 @@
 #define FK_BLK		4096
 #define FK_IDS		512
 #define FK_ORDER	4096
+#define FK_LOG		8192
 
 enum { FK_NONE, FK_OUT, FK_IN };
 
@@ -65,7 +71,12 @@ struct fk {
 	uint32_t ndone;
 	uint32_t pads;
 	uint32_t kicks;
+	uint32_t log[FK_LOG];	/* len_op of every entry, in ring order */
+	uint32_t log_head, log_tail;
 	bool broken;
+	const char *why;	/* why the ring is broken */
+	uint32_t nbroken;	/* times it broke */
+	uint32_t resets;
 	bool split;		/* cut every block into two odd iovecs */
 	bool reverse;		/* hand out blocks in descending order */
 	int corrupt;
@@ -186,6 +197,23 @@ static void fk_fini(struct fk *k)
 	pthread_mutex_destroy(&k->mu);
 }
 
+static void fk_log_push(struct fk *k, uint32_t len_op)
+{
+	k->log[k->log_head] = len_op;
+	k->log_head = (k->log_head + 1) % FK_LOG;
+}
+
+static void fk_break(struct fk *k, const char *why, uint32_t val)
+{
+	if (!k->broken) {
+		k->nbroken++;
+		k->why = why;
+		if (st_verbose)
+			fprintf(stderr, "fk: ring broken: %s (%u)\n", why, val);
+	}
+	k->broken = true;
+}
+
 static uint32_t fk_space(struct fk *k, uint32_t head)
 {
 	return (k->last_cleaned + k->cmdr_size - head - 1) % k->cmdr_size;
@@ -197,7 +225,10 @@ static int fk_ring_reserve(struct fk *k, uint32_t size, uint32_t *at)
 	uint32_t head = fk_head(k), to_end = k->cmdr_size - head, need;
 
 	need = to_end >= size ? size : size + to_end;
-	if (size > k->cmdr_size / 2 || fk_space(k, head) < need)
+	if (k->broken)
+		return -EIO;
+	if (size > k->cmdr_size / 2 || fk_space(k, head) < need ||
+	    (k->log_head + 2 - k->log_tail + FK_LOG) % FK_LOG >= FK_LOG - 2)
 		return -EAGAIN;
 	if (to_end < size) {
 		struct tcmu_cmd_entry_hdr *pad;
@@ -207,6 +238,7 @@ static int fk_ring_reserve(struct fk *k, uint32_t size, uint32_t *at)
 		pad->cmd_id = 0;
 		pad->kflags = 0;
 		pad->uflags = 0;
+		fk_log_push(k, to_end | TCMU_OP_PAD);
 		fk_set_head(k, 0);
 		head = 0;
 		k->pads++;
@@ -354,6 +386,7 @@ static int fk_submit(struct fk *k, const uint8_t *cdb, uint32_t cdb_len,
 	c->len = len;
 	c->inflight = true;
 	k->next_id = (uint16_t)(id + 1 < FK_IDS ? id + 1 : 1);
+	fk_log_push(k, size | TCMU_OP_CMD);
 	fk_set_head(k, (at + size) % k->cmdr_size);
 	ret = id;
 out:
@@ -379,83 +412,147 @@ static int fk_submit_tmr(struct fk *k, uint8_t type, const uint16_t *ids,
 		t->cmd_cnt = n;
 		if (n)
 			memcpy((uint8_t *)t + sizeof(*t), ids, n * 2u);
+		fk_log_push(k, size | TCMU_OP_TMR);
 		fk_set_head(k, (at + size) % k->cmdr_size);
 	}
 	pthread_mutex_unlock(&k->mu);
 	return ret;
 }
 
-/* What the kernel does when the handler writes to the UIO fd. */
+/* Take the completion in the CMD slot at off; false if it is bogus. */
+static bool fk_reap_slot(struct fk *k, uint32_t off)
+{
+	struct tcmu_cmd_entry e;
+	struct fk_cmd *c;
+	uint32_t i, want, got;
+
+	memcpy(&e, k->base + k->cmdr_off + off, sizeof(e));
+	if (e.hdr.cmd_id == 0 || e.hdr.cmd_id >= FK_IDS ||
+	    !k->cmd[e.hdr.cmd_id].inflight) {
+		if (st_verbose)
+			fprintf(stderr, "fk: completion for unknown cmd %u\n",
+				e.hdr.cmd_id);
+		fk_break(k, "completion for unknown cmd_id", e.hdr.cmd_id);
+		return false;
+	}
+	if (k->cmd[e.hdr.cmd_id].kept) {
+		fk_break(k, "second completion for kept cmd_id",
+			 e.hdr.cmd_id);
+		return false;
+	}
+	c = &k->cmd[e.hdr.cmd_id];
+	c->status = e.rsp.scsi_status;
+	c->uflags = e.hdr.uflags;
+	c->read_len = e.rsp.read_len;
+	memcpy(c->sense, e.rsp.sense_buffer, sizeof(c->sense));
+
+	want = c->dir == FK_IN ? c->len : 0;
+	if (c->dir == FK_IN && (c->uflags & TCMU_UFLAG_READ_LEN) &&
+	    c->read_len && c->read_len < want)
+		want = c->read_len;
+	if (c->status == SAM_CHECK_CONDITION &&
+	    !(c->uflags & TCMU_UFLAG_READ_LEN))
+		want = 0;
+	free(c->in);
+	c->in = calloc(1, c->len + 1);
+	for (i = 0, got = 0; i < c->niov && got < want; i++) {
+		uint32_t n = (uint32_t)c->iov[i].len;
+
+		if (n > want - got)
+			n = want - got;
+		memcpy(c->in + got, k->base + c->iov[i].off, n);
+		got += n;
+	}
+	c->in_len = got;
+	c->done = true;
+	if (c->uflags & TCMU_UFLAG_KEEP_BUF) {
+		c->kept = true;
+	} else {
+		fk_free_data(k, c);
+		c->inflight = false;
+	}
+	k->order[k->ndone++ % FK_ORDER] = e.hdr.cmd_id;
+	return true;
+}
+
+/*
+ * What the kernel does when the handler writes to the UIO fd: cmd_tail
+ * must be a boundary of an entry between the last seen tail and head;
+ * the walk follows our log, never the lengths in the ring.
+ */
 static void fk_reap(struct fk *k)
 {
-	uint64_t walked = 0;
-	uint32_t tail;
+	uint32_t tail, used, dist;
 
 	pthread_mutex_lock(&k->mu);
 	k->kicks++;
 	tail = fk_tail(k);
-	while (!k->broken && k->last_cleaned != tail) {
-		uint8_t *ent = k->base + k->cmdr_off + k->last_cleaned;
-		struct tcmu_cmd_entry *e = (void *)ent;
-		uint32_t len = tcmu_hdr_get_len(e->hdr.len_op);
-		struct fk_cmd *c;
-		uint32_t i, want, got;
-
-		walked += len;
-		if (!len || len > k->cmdr_size - k->last_cleaned ||
-		    walked > k->cmdr_size) {
-			fprintf(stderr, "fk: bad length %u at %u\n", len,
-				k->last_cleaned);
-			k->broken = true;
-			break;
-		}
-		if (tcmu_hdr_get_op(e->hdr.len_op) != TCMU_OP_CMD) {
-			k->last_cleaned = (k->last_cleaned + len) %
-					  k->cmdr_size;
-			continue;
-		}
-		if (e->hdr.cmd_id == 0 || e->hdr.cmd_id >= FK_IDS ||
-		    !k->cmd[e->hdr.cmd_id].inflight ||
-		    k->cmd[e->hdr.cmd_id].kept) {
-			fprintf(stderr, "fk: completion for unknown cmd %u\n",
-				e->hdr.cmd_id);
-			k->broken = true;
-			break;
-		}
-		c = &k->cmd[e->hdr.cmd_id];
-		c->status = e->rsp.scsi_status;
-		c->uflags = e->hdr.uflags;
-		c->read_len = e->rsp.read_len;
-		memcpy(c->sense, e->rsp.sense_buffer, sizeof(c->sense));
-
-		want = c->dir == FK_IN ? c->len : 0;
-		if (c->dir == FK_IN && (c->uflags & TCMU_UFLAG_READ_LEN) &&
-		    c->read_len && c->read_len < want)
-			want = c->read_len;
-		if (c->status == SAM_CHECK_CONDITION &&
-		    !(c->uflags & TCMU_UFLAG_READ_LEN))
-			want = 0;
-		free(c->in);
-		c->in = calloc(1, c->len + 1);
-		for (i = 0, got = 0; i < c->niov && got < want; i++) {
-			uint32_t n = (uint32_t)c->iov[i].len;
-
-			if (n > want - got)
-				n = want - got;
-			memcpy(c->in + got, k->base + c->iov[i].off, n);
-			got += n;
-		}
-		c->in_len = got;
-		c->done = true;
-		if (c->uflags & TCMU_UFLAG_KEEP_BUF) {
-			c->kept = true;
-		} else {
-			fk_free_data(k, c);
-			c->inflight = false;
-		}
-		k->order[k->ndone++ % FK_ORDER] = e->hdr.cmd_id;
-		k->last_cleaned = (k->last_cleaned + len) % k->cmdr_size;
+	if (k->broken || tail == k->last_cleaned)
+		goto out;
+	if (tail >= k->cmdr_size || tail % TCMU_OP_ALIGN_SIZE) {
+		fk_break(k, "cmd_tail outside the ring", tail);
+		goto out;
 	}
+	used = (fk_head(k) + k->cmdr_size - k->last_cleaned) % k->cmdr_size;
+	dist = (tail + k->cmdr_size - k->last_cleaned) % k->cmdr_size;
+	if (dist > used) {
+		fk_break(k, "cmd_tail beyond cmd_head", tail);
+		goto out;
+	}
+	while (dist) {
+		uint32_t len_op = k->log[k->log_tail];
+		uint32_t len = tcmu_hdr_get_len(len_op);
+
+		if (len > dist) {
+			fk_break(k, "cmd_tail inside an entry", tail);
+			break;
+		}
+		if (tcmu_hdr_get_op(len_op) == TCMU_OP_CMD &&
+		    !fk_reap_slot(k, k->last_cleaned))
+			break;
+		k->log_tail = (k->log_tail + 1) % FK_LOG;
+		k->last_cleaned = (k->last_cleaned + len) % k->cmdr_size;
+		dist -= len;
+	}
+out:
+	pthread_mutex_unlock(&k->mu);
+}
+
+/*
+ * action/reset_ring: every command still owned by the handler ends
+ * (BUSY for level 1, CHECK CONDITION for 2), the ring starts over empty.
+ */
+static void fk_reset(struct fk *k, int level)
+{
+	struct tcmu_mailbox *mb = (struct tcmu_mailbox *)k->base;
+	int i;
+
+	pthread_mutex_lock(&k->mu);
+	for (i = 0; i < FK_IDS; i++) {
+		struct fk_cmd *c = &k->cmd[i];
+
+		if (!c->inflight)
+			continue;
+		if (!c->done) {
+			c->status = level == 1 ? 0x08 : SAM_CHECK_CONDITION;
+			c->done = true;
+			c->in_len = 0;
+		}
+		fk_free_data(k, c);
+		c->inflight = false;
+		c->kept = false;
+	}
+	fk_set_head(k, 0);
+	__atomic_store_n(fk_mb(k, offsetof(struct tcmu_mailbox, cmd_tail)),
+			 0u, __ATOMIC_RELEASE);
+	mb->version = TCMU_MAILBOX_VERSION;
+	mb->cmdr_off = k->cmdr_off;
+	mb->cmdr_size = k->cmdr_size;
+	k->last_cleaned = 0;
+	k->log_head = k->log_tail = 0;
+	k->broken = false;
+	k->why = NULL;
+	k->resets++;
 	pthread_mutex_unlock(&k->mu);
 }
 
@@ -473,6 +570,26 @@ static void fk_free_kept(struct fk *k, uint16_t id)
 static int fk_kick(struct th *h)
 {
 	fk_reap(h->kick_arg);
+	return 0;
+}
+
+static int fk_reset_hook(struct th *h, int level)
+{
+	fk_reset(h->kick_arg, level);
+	return 0;
+}
+
+static int fk_free_kept_hook(struct th *h, uint16_t id)
+{
+	struct fk *k = h->kick_arg;
+	bool kept;
+
+	pthread_mutex_lock(&k->mu);
+	kept = id < FK_IDS && k->cmd[id].kept;
+	pthread_mutex_unlock(&k->mu);
+	if (!kept)
+		return -EINVAL;
+	fk_free_kept(k, id);
 	return 0;
 }
 
@@ -511,12 +628,18 @@ static int tc_setup(struct tc *t, const struct th_opts *o,
 		return -1;
 	t->h.kick = fk_kick;
 	t->h.kick_arg = &t->k;
+	t->h.reset = fk_reset_hook;
+	t->h.free_kept = fk_free_kept_hook;
+	if (o->fuzz && th_fuzz_init(&t->h))
+		return -1;
 	return th_workers_start(&t->h) ? -1 : 0;
 }
 
 static void tc_teardown(struct tc *t)
 {
 	th_workers_stop(&t->h);
+	if (t->h.fuzz)
+		th_fuzz_fini(&t->h);
 	th_backend_close(&t->h);
 	th_core_fini(&t->h);
 	fk_fini(&t->k);
@@ -1475,14 +1598,9 @@ static void test_reset(void)
 	CHECK(th_ring_take(&t.h, &stale) == 1, "take by hand");
 	pthread_mutex_unlock(&t.h.lock);
 	/* the kernel forgets everything and restarts the ring */
-	for (i = 0; i < FK_IDS; i++) {
-		fk_free_data(&t.k, &t.k.cmd[i]);
+	fk_reset(&t.k, 2);
+	for (i = 0; i < FK_IDS; i++)
 		fk_release(&t.k.cmd[i]);
-	}
-	fk_set_head(&t.k, 0);
-	__atomic_store_n(fk_mb(&t.k, offsetof(struct tcmu_mailbox, cmd_tail)),
-			 0u, __ATOMIC_RELEASE);
-	t.k.last_cleaned = 0;
 	memset(cdb, 0, 16);
 	id = fk_submit(&t.k, cdb, 6, FK_NONE, NULL, 0);
 	if (stale) {
@@ -1655,6 +1773,299 @@ static void test_big_transfer(void)
 	tc_teardown(&t);
 }
 
+/* ---- the hostile handler (--fuzz) ---- */
+
+static void fuzz_opts(struct th_opts *o, const char *ops, uint64_t max,
+		      int recover_ms)
+{
+	opts_default(o);
+	o->fuzz = true;
+	o->fuzz_seed = 20260101;
+	o->fuzz_rate = 0;	/* at every chance */
+	o->fuzz_ops = ops;
+	o->fuzz_max = max;
+	o->fuzz_recover_ms = recover_ms;
+}
+
+static int count_ops(const char *list, char *err)
+{
+	bool en[TH_FUZZ_MAX_OPS];
+	int i, n = 0;
+
+	memset(en, 0, sizeof(en));
+	if (th_fuzz_parse_ops(list, en, err, 128))
+		return -1;
+	for (i = 0; i < TH_FUZZ_MAX_OPS; i++)
+		n += en[i];
+	return n;
+}
+
+static void test_fuzz_parse(void)
+{
+	char err[128];
+	int all = count_ops(NULL, err);
+
+	CHECK(all >= 30, "only %d actions", all);
+	CHECK(count_ops("all", err) == all, "all");
+	CHECK(count_ops("tail", err) == 7, "tail group: %d",
+	      count_ops("tail", err));
+	CHECK(count_ops("-drop", err) == all - 1, "-drop");
+	CHECK(count_ops("all,-tail,tail_inside", err) == all - 6,
+	      "all,-tail,tail_inside");
+	CHECK(count_ops("tail_inside,,", err) == 1, "empty items");
+	CHECK(count_ops("global", err) + count_ops("completion", err) == all,
+	      "global + completion");
+	CHECK(count_ops("breaking", err) > 5, "breaking");
+	CHECK(count_ops("tail_inside,nosuch", err) < 0 &&
+	      strstr(err, "nosuch"), "unknown name accepted (%s)", err);
+	CHECK(count_ops("-", err) < 0, "bare '-' accepted");
+}
+
+/*
+ * Each bad cmd_tail on its own: the simulated kernel marks the ring
+ * broken for the right reason and refuses new commands; the handler
+ * (told not to repair anything) keeps running; after a reset and
+ * SIGUSR2 (th_resync) it serves again.
+ */
+static void test_fuzz_tail(void)
+{
+	static const struct { const char *op, *why; } cases[] = {
+		{ "tail_outside", "cmd_tail outside the ring" },
+		{ "tail_unaligned", "cmd_tail outside the ring" },
+		{ "tail_beyond_head", "cmd_tail beyond cmd_head" },
+		{ "tail_backwards", "cmd_tail beyond cmd_head" },
+		{ "tail_inside", "cmd_tail inside an entry" },
+		{ "tail_random", NULL },
+	};
+	uint8_t buf[4096], cdb[16];
+	struct th_opts o;
+	struct fk_cmd *c;
+	struct tc t;
+	unsigned int i;
+	int id;
+
+	fill_pattern(buf, sizeof(buf), 7);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		fuzz_opts(&o, cases[i].op, 1, -1);
+		if (tc_setup(&t, &o, 4096, 64)) {
+			CHECK(0, "setup");
+			return;
+		}
+		/* traffic first, so that the tail is somewhere in the ring */
+		cdb_rw(cdb, 0x2a, 0, 8);
+		id = fk_submit(&t.k, cdb, 10, FK_OUT, buf, sizeof(buf));
+		CHECK(id > 0, "%s: submit", cases[i].op);
+		CHECK(tc_run(&t) == 0, "%s: the handler gave up",
+		      cases[i].op);
+		CHECK(th_fuzz_count(&t.h, cases[i].op) == 1,
+		      "%s: done %llu times", cases[i].op,
+		      (unsigned long long)th_fuzz_count(&t.h, cases[i].op));
+		CHECK(t.k.broken, "%s: ring not broken", cases[i].op);
+		if (cases[i].why)
+			CHECK(t.k.why && !strcmp(t.k.why, cases[i].why),
+			      "%s: broken because '%s'", cases[i].op,
+			      t.k.why ? t.k.why : "(not)");
+		CHECK(fk_submit(&t.k, cdb, 10, FK_IN, NULL, 512) == -EIO,
+		      "%s: a broken ring took a new command", cases[i].op);
+		fk_reset(&t.k, 1);
+		th_resync = 1;
+		c = do_read(&t, 0x28, 0, 8);
+		CHECK(good(c), "%s: no service after the reset", cases[i].op);
+		CHECK(!t.k.broken && t.h.st.resyncs == 1,
+		      "%s: broken %d resyncs %llu", cases[i].op, t.k.broken,
+		      (unsigned long long)t.h.st.resyncs);
+		tc_teardown(&t);
+	}
+}
+
+static uint64_t st_rnd(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+/* Keep the fake kernel busy with a mix of commands; errors are fine. */
+static void storm_submit(struct tc *t, uint64_t *x, uint8_t *buf)
+{
+	uint8_t cdb[16];
+	uint32_t n, len, kind = (uint32_t)(st_rnd(x) % 8);
+	uint64_t lba = st_rnd(x) % 16000;
+
+	n = 1 + (uint32_t)(st_rnd(x) % 16);
+	len = n * 512;
+	switch (kind) {
+	case 0:
+		memset(cdb, 0, 6);
+		fk_submit(&t->k, cdb, 6, FK_NONE, NULL, 0);
+		break;
+	case 1:
+		cdb_inquiry(cdb, 0, 0, 96);
+		fk_submit(&t->k, cdb, 6, FK_IN, NULL, 96);
+		break;
+	case 2: case 3: case 4:
+		fk_submit(&t->k, cdb, cdb_rw(cdb, 0x28, lba, n), FK_IN, NULL,
+			  len);
+		break;
+	default:
+		fk_submit(&t->k, cdb, cdb_rw(cdb, 0x2a, lba, n), FK_OUT, buf,
+			  len);
+		break;
+	}
+}
+
+/*
+ * Run the fuzzer for max actions against the simulated kernel. Returns
+ * the action trace; the handler must never give up, and serve correctly
+ * once it has done its worst.
+ */
+static uint64_t fuzz_storm(const char *ops, unsigned int threads,
+			   uint64_t max, uint64_t seed, bool verify)
+{
+	static const char *const some[] = { "tail_outside", "tail_forward",
+		"mailbox", "ring_scribble", "touch", "reset", "len",
+		"status", "unknown_id", "repeat", "drop", "data" };
+	uint8_t buf[8192], back[8192];
+	uint64_t x = 88172645463325252ull, tr;
+	struct th_opts o;
+	struct fk_cmd *c;
+	unsigned int i, rounds;
+	struct tc t;
+
+	fuzz_opts(&o, ops, max, 0);
+	o.fuzz_seed = seed;
+	o.threads = threads;
+	if (tc_setup(&t, &o, 16384, 128)) {
+		CHECK(0, "setup");
+		return 0;
+	}
+	memset(buf, 0x5a, sizeof(buf));
+	for (rounds = 0; rounds < 50000 &&
+	     th_fuzz_count(&t.h, "actions") < max; rounds++) {
+		for (i = 0; i < 6; i++)
+			storm_submit(&t, &x, buf);
+		if (th_service(&t.h) < 0) {
+			CHECK(0, "the hostile handler gave up in round %u",
+			      rounds);
+			break;
+		}
+		th_workers_wait_idle(&t.h);
+	}
+	CHECK(th_fuzz_count(&t.h, "actions") >= max,
+	      "%llu actions in %u rounds",
+	      (unsigned long long)th_fuzz_count(&t.h, "actions"), rounds);
+	CHECK(th_fuzz_count(&t.h, "recovers") > 0 && t.k.nbroken > 0 &&
+	      t.k.resets > 0, "recovers %llu, broken %u times, resets %u",
+	      (unsigned long long)th_fuzz_count(&t.h, "recovers"),
+	      t.k.nbroken, t.k.resets);
+	if (verify) {
+		for (i = 0; i < sizeof(some) / sizeof(some[0]); i++)
+			CHECK(th_fuzz_count(&t.h, some[i]) > 0,
+			      "%s never happened", some[i]);
+		/* done misbehaving: any repair due happens now */
+		for (i = 0; i < 5; i++)
+			th_service(&t.h);
+		th_workers_wait_idle(&t.h);
+		CHECK(!t.k.broken, "still broken (%s)", t.k.why);
+		fill_pattern(buf, sizeof(buf), 99);
+		c = do_write(&t, 0x2a, 2000, sizeof(buf) / 512, buf);
+		CHECK(good(c), "write after the storm");
+		c = do_read(&t, 0x28, 2000, sizeof(back) / 512);
+		CHECK(good(c) && c->in_len == sizeof(back) &&
+		      !memcmp(c->in, buf, sizeof(buf)),
+		      "read back after the storm");
+	}
+	tr = th_fuzz_trace(&t.h);
+	tc_teardown(&t);
+	return tr;
+}
+
+static void test_fuzz_storm_inline(void)
+{
+	fuzz_storm(NULL, 1, 600, 1, true);
+}
+
+static void test_fuzz_storm_threads(void)
+{
+	fuzz_storm(NULL, 4, 600, 2, true);
+}
+
+/* The same seed gives the same misdeeds (inline, nothing timed). */
+static void test_fuzz_seed(void)
+{
+	const char *ops = "-keep,-keep_twice,-uflags";
+	uint64_t a = fuzz_storm(ops, 1, 200, 42, false);
+	uint64_t b = fuzz_storm(ops, 1, 200, 42, false);
+	uint64_t c = fuzz_storm(ops, 1, 200, 43, false);
+
+	CHECK(a == b, "seed 42 gave traces %016llx and %016llx",
+	      (unsigned long long)a, (unsigned long long)b);
+	CHECK(a != c, "seeds 42 and 43 gave the same trace");
+}
+
+/* Faults on the shared region are caught where the fuzzer expects them. */
+static void test_fuzz_faults(unsigned int threads)
+{
+	uint8_t cdb[16];
+	struct th_opts o;
+	struct fk_cmd *c;
+	volatile uint8_t *p;
+	struct tc t;
+	int fd, id;
+
+	fuzz_opts(&o, "drop", 0, 0);
+	o.fuzz_rate = 1e-6;	/* enabled, but nothing due */
+	o.threads = threads;
+	/* the data area starts on a page boundary: 128 + 8064 */
+	if (tc_setup(&t, &o, 8064, 16)) {
+		CHECK(0, "setup");
+		return;
+	}
+	fd = (int)syscall(SYS_memfd_create, "th-selftest", 0);
+	CHECK(fd >= 0 && !ftruncate(fd, 4096), "memfd");
+	p = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(p != MAP_FAILED, "mmap");
+	if (fd >= 0 && p != MAP_FAILED) {
+		CHECK(th_fuzz_touch(p, true, 0x42) == 0 && p[0] == 0x42,
+		      "touch of a good page");
+		CHECK(th_fuzz_touch(p + 4096, false, 0) == SIGBUS,
+		      "read beyond EOF not SIGBUS");
+		CHECK(th_fuzz_touch(p + 4096, true, 1) == SIGBUS,
+		      "write beyond EOF not SIGBUS");
+		CHECK(th_fuzz_touch(p + 1, false, 0) == 0, "touch after");
+		munmap((void *)p, 8192);
+	}
+	if (fd >= 0)
+		close(fd);
+
+	/* a READ whose data page cannot be touched: MEDIUM ERROR, no crash */
+	CHECK(t.k.data_off % 4096 == 0, "data area not page aligned");
+	cdb_rw(cdb, 0x28, 0, 8);
+	id = fk_submit(&t.k, cdb, 10, FK_IN, NULL, 4096);
+	mprotect(t.k.base + t.k.data_off, 16 * FK_BLK, PROT_NONE);
+	tc_run(&t);
+	mprotect(t.k.base + t.k.data_off, 16 * FK_BLK, PROT_READ | PROT_WRITE);
+	c = id > 0 ? &t.k.cmd[id] : NULL;
+	CHECK(c && c->done && sense_is(c, SK_MEDIUM_ERROR, 0x11, 0),
+	      "fault while executing not turned into MEDIUM ERROR");
+	CHECK(th_fuzz_count(&t.h, "exec_faults") == 1, "exec_faults %llu",
+	      (unsigned long long)th_fuzz_count(&t.h, "exec_faults"));
+	c = do_read(&t, 0x28, 0, 8);
+	CHECK(good(c), "READ after the fault");
+	tc_teardown(&t);
+}
+
+static void test_fuzz_faults_inline(void)
+{
+	test_fuzz_faults(1);
+}
+
+static void test_fuzz_faults_threads(void)
+{
+	test_fuzz_faults(3);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -1680,6 +2091,13 @@ static const struct {
 	{ "crash_after", test_crash_after },
 	{ "status_file", test_status_file },
 	{ "big_transfer", test_big_transfer },
+	{ "fuzz_parse", test_fuzz_parse },
+	{ "fuzz_tail", test_fuzz_tail },
+	{ "fuzz_storm_inline", test_fuzz_storm_inline },
+	{ "fuzz_storm_threads", test_fuzz_storm_threads },
+	{ "fuzz_seed", test_fuzz_seed },
+	{ "fuzz_faults_inline", test_fuzz_faults_inline },
+	{ "fuzz_faults_threads", test_fuzz_faults_threads },
 };
 
 int th_selftest(int verbose)

@@ -5,7 +5,8 @@
  * shared memory region only. Meant for tests and benchmarks: the SCSI
  * side is a plain disk, and a set of options makes it misbehave on
  * purpose (out-of-order completion, delays, injected sense, short reads,
- * kept buffers, commands never completed, sudden exit or crash).
+ * kept buffers, commands never completed, sudden exit or crash), and
+ * --fuzz turns it into a hostile handler (fuzz.c).
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -63,7 +64,8 @@ static void usage(FILE *f)
 "device:\n"
 "  --uio PATH            UIO device node to serve\n"
 "  --name NAME           find the uio device of TCMU device NAME\n"
-"  --wait SEC            wait up to SEC seconds for the device (default 0)\n"
+"  --wait SEC            wait up to SEC seconds for the device, and for a\n"
+"                        previous handler to let go of it (default 0)\n"
 "storage:\n"
 "  --size BYTES          device size (k/m/g/t suffixes); default: configfs\n"
 "  --file PATH           file or block device backing store (default RAM)\n"
@@ -83,21 +85,36 @@ static void usage(FILE *f)
 "  --ignore OP|all       take such commands but never complete them\n"
 "  --exit-after N        _exit(0) right after the N-th completion\n"
 "  --crash-after N       abort() right after the N-th completion\n"
-"  --fuzz SEED           reserved (hostile handler); not implemented\n"
+"  --fuzz[=SEED]         hostile handler: misbehave at random while serving\n"
+"                        (seed printed; default from the clock, or\n"
+"                        $TCMU_FUZZ_SEED); see --help for the actions\n"
+"  --fuzz-rate N         misbehaviours per second (default 5; 0: at every\n"
+"                        chance; $TCMU_FUZZ_RATE)\n"
+"  --fuzz-ops LIST       actions or groups to use, -NAME to leave one out\n"
+"                        (default all; $TCMU_FUZZ_OPS)\n"
+"  --fuzz-max N          stop misbehaving after N actions ($TCMU_FUZZ_MAX)\n"
+"  --fuzz-recover MS     reset a ring we may have broken within MS ms\n"
+"                        (default 300; -1: never, wait for SIGUSR2;\n"
+"                        $TCMU_FUZZ_RECOVER_MS)\n"
 "reporting:\n"
 "  --status FILE         write counters to FILE on exit and on SIGUSR1\n"
 "  --tmr-log FILE        append \"TMR type=N ids=a,b\" per TMR entry\n"
 "  --pidfile FILE        write our pid once the ring is mapped\n"
 "  -v, --verbose         more logging to stderr (repeat for per command)\n"
 "  --foreground          stay in the foreground (always the case)\n"
-"  --selftest            run the built-in tests against a simulated ring\n");
+"  --selftest            run the built-in tests against a simulated ring\n"
+"signals: SIGTERM/SIGINT stop, SIGUSR1 writes --status, SIGUSR2 tells us\n"
+"the ring was reset (action/reset_ring) and to start over from it\n");
+	if (f == stdout)
+		th_fuzz_usage(f);
 }
 
 enum {
 	O_UIO = 256, O_NAME, O_WAIT, O_SIZE, O_FILE, O_BS, O_MAXSEC, O_OOO,
 	O_DELAY, O_THREADS, O_SENSE, O_READLEN, O_SHORT, O_KEEP, O_KEPTLOG,
 	O_FREEKEPT, O_UNKNOWN, O_IGNORE, O_EXIT, O_CRASH, O_FUZZ, O_STATUS,
-	O_TMRLOG, O_PIDFILE, O_FG, O_SELFTEST,
+	O_TMRLOG, O_PIDFILE, O_FG, O_SELFTEST, O_FUZZ_RATE, O_FUZZ_OPS,
+	O_FUZZ_MAX, O_FUZZ_RECOVER,
 };
 
 static const struct option long_opts[] = {
@@ -121,7 +138,11 @@ static const struct option long_opts[] = {
 	{ "ignore", required_argument, NULL, O_IGNORE },
 	{ "exit-after", required_argument, NULL, O_EXIT },
 	{ "crash-after", required_argument, NULL, O_CRASH },
-	{ "fuzz", required_argument, NULL, O_FUZZ },
+	{ "fuzz", optional_argument, NULL, O_FUZZ },
+	{ "fuzz-rate", required_argument, NULL, O_FUZZ_RATE },
+	{ "fuzz-ops", required_argument, NULL, O_FUZZ_OPS },
+	{ "fuzz-max", required_argument, NULL, O_FUZZ_MAX },
+	{ "fuzz-recover", required_argument, NULL, O_FUZZ_RECOVER },
 	{ "status", required_argument, NULL, O_STATUS },
 	{ "tmr-log", required_argument, NULL, O_TMRLOG },
 	{ "pidfile", required_argument, NULL, O_PIDFILE },
@@ -494,6 +515,12 @@ static void on_usr1(int sig)
 	want_status = 1;
 }
 
+static void on_usr2(int sig)
+{
+	(void)sig;
+	th_resync = 1;
+}
+
 static void setup_signals(void)
 {
 	struct sigaction sa;
@@ -506,8 +533,95 @@ static void setup_signals(void)
 	sigaction(SIGINT, &sa, NULL);
 	sa.sa_handler = on_usr1;
 	sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = on_usr2;
+	sigaction(SIGUSR2, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
+}
+
+static int cfs_action(struct th *h, const char *name, unsigned int val)
+{
+	char path[700], buf[16];
+	int fd, n, ret = 0;
+
+	if (!h->cfs_dir[0])
+		return -ENOENT;
+	snprintf(path, sizeof(path), "%s/action/%s", h->cfs_dir, name);
+	n = snprintf(buf, sizeof(buf), "%u", val);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, buf, (size_t)n) != n)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+static int cfs_reset_ring(struct th *h, int level)
+{
+	return cfs_action(h, "reset_ring", (unsigned int)level);
+}
+
+static int cfs_free_kept(struct th *h, uint16_t id)
+{
+	return cfs_action(h, "free_kept_buf", id);
+}
+
+/* Read a number option; the environment variable fills in defaults. */
+static int parse_fuzz_opt(int which, const char *arg, struct th_opts *o)
+{
+	char *end;
+	long l;
+
+	switch (which) {
+	case O_FUZZ:
+		if (!arg || !*arg) {
+			o->fuzz_seed = (uint64_t)time(NULL) * 1000003u ^
+				       (uint64_t)getpid();
+			return 0;
+		}
+		return parse_u64(arg, &o->fuzz_seed, false);
+	case O_FUZZ_RATE:
+		o->fuzz_rate = strtod(arg, &end);
+		return end == arg || *end || !(o->fuzz_rate >= 0) ||
+		       o->fuzz_rate > 1e6;
+	case O_FUZZ_OPS:
+		o->fuzz_ops = arg;
+		return 0;
+	case O_FUZZ_MAX:
+		return parse_u64(arg, &o->fuzz_max, false);
+	case O_FUZZ_RECOVER:
+		errno = 0;
+		l = strtol(arg, &end, 0);
+		if (errno || end == arg || *end || l < -1 || l > 3600000)
+			return -1;
+		o->fuzz_recover_ms = (int)l;
+		return 0;
+	}
+	return -1;
+}
+
+static int fuzz_env_defaults(struct th_opts *o)
+{
+	static const struct { const char *env; int opt; } map[] = {
+		{ "TCMU_FUZZ_RATE", O_FUZZ_RATE },
+		{ "TCMU_FUZZ_OPS", O_FUZZ_OPS },
+		{ "TCMU_FUZZ_MAX", O_FUZZ_MAX },
+		{ "TCMU_FUZZ_RECOVER_MS", O_FUZZ_RECOVER },
+	};
+	unsigned int i;
+
+	o->fuzz_rate = 5;
+	o->fuzz_recover_ms = 300;
+	for (i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		const char *v = getenv(map[i].env);
+
+		if (v && *v && parse_fuzz_opt(map[i].opt, v, o)) {
+			th_err("invalid %s: %s\n", map[i].env, v);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 static int write_pidfile(const char *path)
@@ -547,7 +661,7 @@ static int serve(struct th *h, const struct dev_info *di)
 			want_status = 0;
 			th_write_status(h);
 		}
-		r = poll(&pfd, 1, 1000);
+		r = poll(&pfd, 1, h->fuzz ? th_fuzz_poll_ms(h) : 1000);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -583,10 +697,11 @@ int main(int argc, char **argv)
 	struct dev_info di;
 	bool selftest = false;
 	uint64_t map_size = 0, v;
-	const char *fuzz = NULL;
+	double t_start;
 	void *map;
 	int c, rc;
 
+	t_start = now_sec();
 	memset(&h, 0, sizeof(h));
 	h.file_fd = -1;
 	h.uio_fd = -1;
@@ -594,6 +709,8 @@ int main(int argc, char **argv)
 	o->ignore_op = TH_IGNORE_OFF;
 	o->sense_op = TH_OP_ANY;
 	o->short_read_op = TH_OP_ANY;
+	if (fuzz_env_defaults(o))
+		return 1;
 
 	while ((c = getopt_long(argc, argv, "vh", long_opts, NULL)) != -1) {
 		int bad = 0;
@@ -645,7 +762,18 @@ int main(int argc, char **argv)
 			bad = parse_u64(optarg, &o->crash_after, false) ||
 			      !o->crash_after;
 			break;
-		case O_FUZZ: fuzz = optarg; break;
+		case O_FUZZ:
+			o->fuzz = true;
+			if (!optarg && getenv("TCMU_FUZZ_SEED"))
+				optarg = getenv("TCMU_FUZZ_SEED");
+			bad = parse_fuzz_opt(c, optarg, o);
+			break;
+		case O_FUZZ_RATE:
+		case O_FUZZ_OPS:
+		case O_FUZZ_MAX:
+		case O_FUZZ_RECOVER:
+			bad = parse_fuzz_opt(c, optarg, o);
+			break;
 		case O_STATUS: o->status_file = optarg; break;
 		case O_TMRLOG: o->tmr_log = optarg; break;
 		case O_PIDFILE: o->pidfile = optarg; break;
@@ -667,10 +795,14 @@ int main(int argc, char **argv)
 	}
 	if (selftest)
 		return th_selftest(th_verbose) ? 1 : 0;
-	if (fuzz) {
-		th_err("--fuzz %s: the hostile handler mode is not implemented yet\n",
-		       fuzz);
-		return 2;
+	if (o->fuzz_ops) {
+		bool en[TH_FUZZ_MAX_OPS];
+		char err[128];
+
+		if (th_fuzz_parse_ops(o->fuzz_ops, en, err, sizeof(err))) {
+			th_err("--fuzz-ops: %s\n", err);
+			return 1;
+		}
 	}
 	if (!!o->uio_path == !!o->name) {
 		th_err("exactly one of --uio and --name is required\n");
@@ -695,9 +827,21 @@ int main(int argc, char **argv)
 		th_ident_init(&h, di.node);
 	}
 
-	/* with a fake root, kicks must not land on the mapped bytes */
-	h.uio_fd = open(di.node,
-			O_RDWR | O_CLOEXEC | (*sysroot ? O_APPEND : 0));
+	/*
+	 * With a fake root, kicks must not land on the mapped bytes. A device
+	 * still held by another handler refuses the open (EBUSY): with --wait
+	 * we stand by until it lets go.
+	 */
+	for (c = 0;; c++) {
+		h.uio_fd = open(di.node, O_RDWR | O_CLOEXEC |
+				(*sysroot ? O_APPEND : 0));
+		if (h.uio_fd >= 0 || errno != EBUSY || th_stop ||
+		    now_sec() >= t_start + o->wait_sec)
+			break;
+		if (!c)
+			th_err("%s is busy, standing by\n", di.node);
+		usleep(5 * 1000);
+	}
 	if (h.uio_fd < 0) {
 		th_err("%s: %s\n", di.node, strerror(errno));
 		return 1;
@@ -712,6 +856,11 @@ int main(int argc, char **argv)
 	if (th_core_init(&h) || th_ring_attach(&h, map, map_size))
 		return 1;
 	h.kick = uio_kick;
+	h.reset = cfs_reset_ring;
+	h.free_kept = cfs_free_kept;
+	h.uio_node = di.node;
+	if (o->fuzz && th_fuzz_init(&h))
+		return 1;
 	th_info("serving %s (%s) size %llu block %u, %s store\n", di.node,
 		di.tcmu ? di.name : "?", (unsigned long long)h.dev_size,
 		h.block_size, h.file_fd >= 0 ? "file" : "RAM");
@@ -729,9 +878,11 @@ int main(int argc, char **argv)
 	th_write_status(&h);
 	if (o->pidfile)
 		unlink(o->pidfile);
-	munmap(map, map_size);
+	munmap(h.base, h.map_size);
 	close(h.uio_fd);
 	th_backend_close(&h);
+	if (h.fuzz)
+		th_fuzz_fini(&h);
 	th_core_fini(&h);
 	return rc;
 }

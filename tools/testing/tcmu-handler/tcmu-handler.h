@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <pthread.h>
 #include <sys/uio.h>
@@ -86,6 +87,14 @@ struct th_opts {
 	int verbose;
 	uint32_t max_sectors;	/* 0: not reported */
 	const char *serial_src;	/* string the serial/NAA ids derive from */
+
+	/* --fuzz: the hostile handler (fuzz.c) */
+	bool fuzz;
+	uint64_t fuzz_seed;
+	double fuzz_rate;	/* misbehaviours per second; 0: at every chance */
+	const char *fuzz_ops;	/* which ones (NULL: all) */
+	uint64_t fuzz_max;	/* stop misbehaving after this many; 0: never */
+	int fuzz_recover_ms;	/* reset a broken ring within; <0: never */
 };
 
 #define TH_IGNORE_OFF	(-2)
@@ -111,7 +120,12 @@ struct th_stats {
 
 struct th;
 struct th_pool;
+struct th_fuzz;
 typedef int (*th_kick_fn)(struct th *h);
+/* action/reset_ring LEVEL; 0 or -errno */
+typedef int (*th_reset_fn)(struct th *h, int level);
+/* action/free_kept_buf ID; 0 or -errno */
+typedef int (*th_free_kept_fn)(struct th *h, uint16_t id);
 
 /* The handler state; independent of how the shared region was obtained. */
 struct th {
@@ -147,9 +161,14 @@ struct th {
 
 	/* transport */
 	int uio_fd;
+	const char *uio_node;	/* path of the uio device, for reopening */
 	th_kick_fn kick;
 	void *kick_arg;
+	th_reset_fn reset;	/* NULL: the ring cannot be reset from here */
+	th_free_kept_fn free_kept;
 	char cfs_dir[512];	/* configfs device dir, "" if unknown */
+
+	struct th_fuzz *fuzz;	/* NULL unless --fuzz */
 
 	/* identity */
 	uint64_t naa;
@@ -168,6 +187,18 @@ extern int th_verbose;
 int th_ring_attach(struct th *h, void *base, uint64_t map_size);
 int th_ring_take(struct th *h, struct th_cmd **out);
 bool th_ring_complete(struct th *h, struct th_cmd *c);
+bool th_ring_owns(struct th *h, const struct th_cmd *c);
+bool th_ring_rsp_slot(struct th *h, const struct th_cmd *c, uint32_t *slot,
+		      uint32_t *len);
+bool th_ring_next_slot(struct th *h, uint32_t from, uint32_t *slot,
+		       uint32_t *len);
+void th_ring_write_rsp(struct th *h, uint32_t off, uint16_t id,
+		       const struct th_cmd *c);
+void th_ring_set_tail(struct th *h, uint32_t t);
+void th_ring_restart(struct th *h);
+uint32_t th_ring_advance(const struct th *h, uint32_t pos, uint32_t len);
+uint8_t *th_ring_ptr(const struct th *h, uint32_t off);
+void th_mb_store_tail(struct th *h, uint32_t v);
 void th_ring_skip_idle(struct th *h);
 void th_ring_sync(struct th *h);
 void th_cmd_free(struct th_cmd *c);
@@ -203,6 +234,26 @@ void th_write_status(struct th *h);
 void th_append_line(const char *path, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 extern volatile int th_stop;
+extern volatile int th_resync;	/* SIGUSR2: the ring was reset outside */
+void th_exec(struct th *h, struct th_cmd *c);
+
+/* fuzz.c */
+#define TH_FUZZ_MAX_OPS	64	/* room for th_fuzz_parse_ops' result */
+int th_fuzz_init(struct th *h);
+void th_fuzz_fini(struct th *h);
+int th_fuzz_parse_ops(const char *list, bool *enabled, char *err,
+		      size_t errlen);
+void th_fuzz_tick(struct th *h);
+int th_fuzz_poll_ms(struct th *h);
+void th_fuzz_taken(struct th *h, const struct th_cmd *c);
+bool th_fuzz_complete(struct th *h, struct th_cmd *c);
+void th_fuzz_exec(struct th *h, struct th_cmd *c);
+int th_fuzz_broken(struct th *h);
+void th_fuzz_status(struct th *h, FILE *f);
+uint64_t th_fuzz_count(struct th *h, const char *name);
+uint64_t th_fuzz_trace(struct th *h);
+int th_fuzz_touch(volatile uint8_t *p, bool write, uint8_t val);
+void th_fuzz_usage(FILE *f);
 
 /* selftest.c */
 int th_selftest(int verbose);

@@ -165,6 +165,38 @@ dp_elapsed()
 	awk -v a="$1" -v b="$(dp_now)" 'BEGIN { printf "%.1f", b - a }'
 }
 
+# dp_nap MS: a timed wait without forking sleep (cheap under TCG).  A read
+# with a timeout on a FIFO nobody writes to; it may return early (a
+# signal), so it goes on until the time is really up.
+DP_NAP_FD=
+dp_nap()
+{
+	local end=$((${EPOCHREALTIME/./} + $1 * 1000)) left t
+	if [ -z "$DP_NAP_FD" ]; then
+		mkfifo "$DP_WORK/nap.fifo" &&
+			exec {DP_NAP_FD}<> "$DP_WORK/nap.fifo" || return 1
+	fi
+	while left=$((end - ${EPOCHREALTIME/./})) && [ "$left" -gt 0 ]; do
+		printf -v t '%d.%06d' $((left / 1000000)) $((left % 1000000))
+		read -r -t "$t" -u "$DP_NAP_FD" _
+	done
+	return 0
+}
+
+# dp_wait_secs SECONDS COMMAND...: run COMMAND every 50 ms until it
+# succeeds; give up after SECONDS of wall time, however long each try
+# takes (tcmu_wait_for counts tries, which a slow COMMAND stretches).
+dp_wait_secs()
+{
+	local end=$((${EPOCHREALTIME/./} + $1 * 1000000))
+	shift
+	until "$@"; do
+		[ "${EPOCHREALTIME/./}" -lt "$end" ] || return 1
+		dp_nap 50
+	done
+	return 0
+}
+
 # dp_float_cmp A OP B: floating point comparison (OP is < <= > >=).
 dp_float_cmp()
 {
