@@ -124,7 +124,7 @@ static u32 tcmu_global_max_mb(void)
  */
 static DEFINE_MUTEX(tcmu_nl_lock);
 static LIST_HEAD(tcmu_nl_pending);
-static bool tcmu_nl_daemon_replies;
+static u8 tcmu_nl_daemon_replies;	/* as the daemon sent it */
 static bool tcmu_nl_blocked;
 static unsigned int tcmu_nl_timeout = 30;	/* seconds */
 
@@ -283,7 +283,7 @@ static int tcmu_nl_set_features(struct sk_buff *skb, struct genl_info *info)
 	struct nlattr *a = info->attrs[TCMU_ATTR_SUPP_KERN_CMD_REPLY];
 
 	if (a) {
-		WRITE_ONCE(tcmu_nl_daemon_replies, !!nla_get_u8(a));
+		WRITE_ONCE(tcmu_nl_daemon_replies, nla_get_u8(a));
 		pr_info("handler daemon %s netlink replies\n",
 			tcmu_nl_daemon_replies ? "sends" : "does not send");
 	}
@@ -332,13 +332,15 @@ static struct genl_family tcmu_nl_family __ro_after_init = {
 };
 
 /*
+ * Wait only while the daemon says it replies and the device agrees.
  * nl_reply_supported was fixed when the device was enabled (see
  * tcmu_configure_locked()), so a daemon that announces replies later does
- * not make older devices start waiting for replies it may never send.
+ * not make older devices start waiting; one that stops announcing them
+ * stops every wait at once, as upstream.
  */
 static bool tcmu_nl_wants_reply(struct tcmu_dev *udev)
 {
-	return udev->nl_reply_supported > 0;
+	return READ_ONCE(tcmu_nl_daemon_replies) && udev->nl_reply_supported > 0;
 }
 
 /* Optional attributes carried by an event. */
@@ -1224,6 +1226,13 @@ static void tcmu_expire_inflight(struct tcmu_dev *udev)
 {
 	struct tcmu_cmd *cmd, *tmp;
 
+	/*
+	 * cmd_time_out 0 means commands on the ring never expire; the timer
+	 * may still fire for the qfull queue.
+	 */
+	if (!udev->cmd_time_out)
+		return;
+
 	list_for_each_entry_safe(cmd, tmp, &udev->inflight, node) {
 		struct se_cmd *se_cmd = cmd->se_cmd;
 
@@ -1470,7 +1479,10 @@ static void tcmu_vma_close(struct vm_area_struct *vma)
 /* Is data page @dpi inside a block some command owns? */
 static bool tcmu_page_owned(struct tcmu_dev *udev, u32 dpi)
 {
-	return test_bit(dpi / tcmu_blk_pages(udev), udev->blk_bitmap);
+	u32 blk = dpi / tcmu_blk_pages(udev);
+
+	/* Pages past the last whole block belong to no block at all. */
+	return blk < udev->nr_blocks && test_bit(blk, udev->blk_bitmap);
 }
 
 static vm_fault_t tcmu_vma_fault(struct vm_fault *vmf)
@@ -1793,6 +1805,11 @@ static int tcmu_configure_locked(struct se_device *se_dev)
 	}
 	if (((u64)udev->pages_per_blk << PAGE_SHIFT) > data_bytes)
 		return -EINVAL;
+	/* Two racing writes to enable both get past the core's check. */
+	if (info->uio_dev) {
+		pr_warn_ratelimited("%s: already enabled\n", udev->name);
+		return -EEXIST;
+	}
 
 	/* A failed earlier enable may have left buffers; reuse is unsafe if mapped. */
 	if (udev->mb) {
@@ -1945,6 +1962,15 @@ static sector_t tcmu_get_blocks(struct se_device *se_dev)
  */
 
 /*
+ * True once enable has registered the uio device, which happens before
+ * the core marks the device configured; callers hold cfg_lock.
+ */
+static bool tcmu_dev_live(struct tcmu_dev *udev)
+{
+	return udev->uio_info.uio_dev || target_dev_configured(&udev->se_dev);
+}
+
+/*
  * configfs hands a store the bytes that were written, NUL-terminated after
  * @count. The kernel's string parsers stop at the first NUL, so text after
  * an embedded NUL would be ignored without a word; control characters
@@ -2055,7 +2081,7 @@ static int tcmu_arg_u32(substring_t *arg, u32 min, u32 max, u32 *out)
 	if (arg->to - arg->from >= sizeof(buf) || arg->to == arg->from)
 		return -EINVAL;
 	match_strlcpy(buf, arg, sizeof(buf));
-	if (kstrtou32(buf, 10, &v) || v < min || v > max)
+	if (kstrtou32(buf, 0, &v) || v < min || v > max)
 		return -EINVAL;
 	*out = v;
 	return 0;
@@ -2066,8 +2092,8 @@ static ssize_t tcmu_set_configfs_dev_params(struct se_device *se_dev,
 {
 	struct tcmu_dev *udev = TCMU_DEV(se_dev);
 	struct se_dev_attrib *da = &se_dev->dev_attrib;
-	bool enabled = target_dev_configured(se_dev);
 	substring_t args[MAX_OPT_ARGS];
+	bool enabled;
 	struct tcmu_control *c;
 	char *opts, *p, *cur;
 	u64 data_pages;
@@ -2082,6 +2108,12 @@ static ssize_t tcmu_set_configfs_dev_params(struct se_device *se_dev,
 		ret = -ENOMEM;
 		goto out;
 	}
+	/* enable reads the geometry under cfg_lock: never change it midway. */
+	if (mutex_lock_killable(&udev->cfg_lock)) {
+		ret = -EINTR;
+		goto out;
+	}
+	enabled = tcmu_dev_live(udev);
 
 	mutex_lock(&udev->ring_lock);
 	memcpy(c->dev_config, udev->dev_config, sizeof(c->dev_config));
@@ -2125,7 +2157,7 @@ static ssize_t tcmu_set_configfs_dev_params(struct se_device *se_dev,
 				break;
 			}
 			match_strlcpy(buf, &args[0], sizeof(buf));
-			if (kstrtou64(buf, 10, &c->dev_size) || !c->dev_size)
+			if (kstrtou64(buf, 0, &c->dev_size) || !c->dev_size)
 				ret = -EINVAL;
 			break;
 		}
@@ -2148,7 +2180,7 @@ static ssize_t tcmu_set_configfs_dev_params(struct se_device *se_dev,
 				break;
 			}
 			match_strlcpy(buf, &args[0], sizeof(buf));
-			if (kstrtoint(buf, 10, &c->nl_reply_supported))
+			if (kstrtoint(buf, 0, &c->nl_reply_supported))
 				ret = -EINVAL;
 			break;
 		}
@@ -2189,22 +2221,20 @@ static ssize_t tcmu_set_configfs_dev_params(struct se_device *se_dev,
 		ret = -EINVAL;
 	}
 	if (ret)
-		goto out;
+		goto unlock;
 
 	mutex_lock(&udev->ring_lock);
-	if (target_dev_configured(se_dev)) {
-		ret = -EINVAL;	/* enabled while we parsed */
-	} else {
-		memcpy(udev->dev_config, c->dev_config, sizeof(c->dev_config));
-		udev->dev_size = c->dev_size;
-		da->hw_block_size = c->hw_block_size;
-		da->hw_max_sectors = c->hw_max_sectors;
-		udev->nl_reply_supported = c->nl_reply_supported;
-		udev->data_mb = c->data_mb;
-		udev->pages_per_blk = c->pages_per_blk;
-		udev->ring_mb = c->ring_mb;
-	}
+	memcpy(udev->dev_config, c->dev_config, sizeof(c->dev_config));
+	udev->dev_size = c->dev_size;
+	da->hw_block_size = c->hw_block_size;
+	da->hw_max_sectors = c->hw_max_sectors;
+	udev->nl_reply_supported = c->nl_reply_supported;
+	udev->data_mb = c->data_mb;
+	udev->pages_per_blk = c->pages_per_blk;
+	udev->ring_mb = c->ring_mb;
 	mutex_unlock(&udev->ring_lock);
+unlock:
+	mutex_unlock(&udev->cfg_lock);
 out:
 	kfree(opts);
 	kfree(c);
@@ -2360,7 +2390,7 @@ static ssize_t tcmu_dev_config_store(struct config_item *item,
 		ret = -EINTR;
 		goto out;
 	}
-	if (target_dev_configured(&udev->se_dev)) {
+	if (tcmu_dev_live(udev)) {
 		struct tcmu_nl_extra x = { .dev_cfg = cfg };
 
 		ret = tcmu_nl_send(udev, TCMU_CMD_RECONFIG_DEVICE, &x);
@@ -2400,7 +2430,7 @@ static ssize_t tcmu_dev_size_store(struct config_item *item, const char *page,
 		return -EINVAL;
 	if (mutex_lock_killable(&udev->cfg_lock))
 		return -EINTR;
-	if (target_dev_configured(&udev->se_dev)) {
+	if (tcmu_dev_live(udev)) {
 		struct tcmu_nl_extra x = { .has_size = true, .dev_size = val };
 
 		ret = tcmu_nl_send(udev, TCMU_CMD_RECONFIG_DEVICE, &x);
@@ -2458,7 +2488,7 @@ static ssize_t tcmu_emulate_write_cache_store(struct config_item *item,
 		return -EINVAL;
 	if (mutex_lock_killable(&udev->cfg_lock))
 		return -EINTR;
-	if (target_dev_configured(&udev->se_dev)) {
+	if (tcmu_dev_live(udev)) {
 		struct tcmu_nl_extra x = { .has_wc = true, .wc = val };
 
 		ret = tcmu_nl_send(udev, TCMU_CMD_RECONFIG_DEVICE, &x);
