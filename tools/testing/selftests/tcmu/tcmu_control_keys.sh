@@ -201,6 +201,11 @@ bad "max_data_area_mb=abc"
 bad "max_data_area_mb=16M"
 good "max_data_area_mb=1" E_MB=1
 good "max_data_area_mb=$GLOBAL_MAX_MB" "E_MB=$GLOBAL_MAX_MB"
+# Numbers take a 0x (hex) or 0 (octal) prefix, as upstream's match_int().
+good "max_data_area_mb=0x10" E_MB=16
+good "max_data_area_mb=010" E_MB=8
+bad "max_data_area_mb=08"
+good "dev_size=0x100000" E_SIZE=1048576
 good "max_data_area_mb=1024" E_MB=1024
 
 # --- data_pages_per_blk: 1..pages of max_data_area_mb ------------------------

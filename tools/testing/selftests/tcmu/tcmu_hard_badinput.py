@@ -575,9 +575,9 @@ class Device:
                 b"data_pages_per_blk": ("u32", 1, 0xffffffff >> PAGE_SHIFT, "ppb", 15),
                 b"cmd_ring_size_mb": ("u32", 1, RING_MB_MAX, "ring", 15),
             }[key]
-            v = kstrto(val, 10, kind)
+            v = kstrto(val, 0, kind)
             if v is None:
-                return refused("%s: not a decimal %s" % (key.decode(), kind))
+                return refused("%s: not a %s number (base 0)" % (key.decode(), kind))
             if not lo <= v <= hi:
                 return refused("%s=%d outside %d..%d" % (key.decode(), v, lo, hi))
             if key == b"hw_block_size" and v & (v - 1):
