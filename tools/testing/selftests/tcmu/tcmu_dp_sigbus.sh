@@ -8,7 +8,10 @@
 # command owns raises SIGBUS -- on a fresh device, where no data page
 # exists yet, and after I/O, when pages exist but belong to no command.
 # Mapping more than the region is refused, and a second process cannot
-# open the UIO device while the handler has it open.
+# open the UIO device while the handler has it open.  A data area whose
+# pages do not divide into whole blocks has a tail of pages that belong to
+# no block: they SIGBUS too (and the ownership check stays inside its
+# bitmap, which KASAN watches on the debug kernel).
 #
 # The probes run in a Python child per access, so that the signal that
 # kills it can be checked from here.
@@ -145,5 +148,21 @@ if dp_handler_start && dp_export; then
 	check_eq "still nothing in flight" 0 "$(dp_stat inflight)"
 fi
 
+dp_teardown
+
+# ---------------------------------------------------------------------------
+dp_section "pages past the last whole block"
+
+# 49 MiB is 12544 pages: 192 blocks of 65 pages cover 12480 of them, and
+# the last 64 pages belong to no block at all.
+PPB=65
+dp_create 69 dpsig2 "dev_size=$((16 << 20)),cmd_ring_size_mb=$RING_MB,max_data_area_mb=49,data_pages_per_blk=$PPB" ||
+	tcmu_finish
+MAPSIZE=$(( $(tcmu_value "$UIO_CLASS/$DP_UIO/maps/map0/size") ))
+check_eq "map0 is ring + 49 MiB" $(((RING_MB + 49) * TCMU_MB)) "$MAPSIZE"
+tail0=$((RING + 192 * PPB * PAGE))
+expect_sigbus "read of the first page past the last block" read "$tail0"
+expect_sigbus "write to the last page of the region" write $((MAPSIZE - PAGE))
+expect_sigbus "read of the last page of the last block" read $((tail0 - PAGE))
 dp_teardown
 tcmu_finish
