@@ -9,8 +9,8 @@
 #
 # Environment:
 #   TCMU_KERNELS          kernels to test, default "stock debug"
-#   TCMU_TIMEOUT_STOCK    VM time limit in seconds, default 1500
-#   TCMU_TIMEOUT_DEBUG    VM time limit in seconds, default 3000
+#   TCMU_TIMEOUT_STOCK    VM time limit in seconds, default 2400
+#   TCMU_TIMEOUT_DEBUG    VM time limit in seconds, default 2400
 #   TCMU_HOST_TIMEOUT     time limit per host test, default 1800
 #   TCMU_TESTS            only these selftests (names passed to run_tests.sh)
 #   TCMU_RESULTS          results directory, default build/results
@@ -186,8 +186,8 @@ for k in "${KERNELS[@]}"; do
 	out=$RESULTS/$k
 	mkdir -p "$out"
 	case $k in
-	stock) limit=${TCMU_TIMEOUT_STOCK:-1500} ;;
-	debug) limit=${TCMU_TIMEOUT_DEBUG:-3000} ;;
+	stock) limit=${TCMU_TIMEOUT_STOCK:-2400} ;;
+	debug) limit=${TCMU_TIMEOUT_DEBUG:-2400} ;;
 	esac
 	# The whole console goes to console.log; show only the TAP lines live.
 	mods=(--module "build/$k/target_core_user.ko")

@@ -8,6 +8,8 @@
 #
 # Every test runs in its own bash process under a time limit, taken from a
 # "# timeout: N" comment in the test (default $TCMU_TEST_TIMEOUT or 300 s).
+# A "# kernels: stock" comment limits a test to the stock kernel; on the
+# debug kernel it is then reported as skipped with that reason.
 # Its output goes to $TCMU_OUT/logs/<name>.log.  Exit codes: 0 pass, 4 skip
 # (the last "SKIP: ..." line is the reason), anything else fail.
 #
@@ -192,6 +194,22 @@ run_bounded()
 	wait "$pid"
 }
 
+# tiers_of SCRIPT: the kernels a test runs on, from a "# kernels: ..."
+# comment (default: "stock debug").  A test that has not yet been brought
+# within the debug tier's time budget says "# kernels: stock", and is
+# reported as skipped there, with that reason, never as passed.
+tiers_of()
+{
+	local t
+	t=$(sed -n 's/^#[[:space:]]*kernels:[[:space:]]*\(.*\)$/\1/p' "$1" | head -n 1)
+	echo "${t:-stock debug}"
+}
+
+case "$(uname -r)" in
+*tcmu-debug*) TIER=debug ;;
+*) TIER=stock ;;
+esac
+
 timeout_of()
 {
 	local t
@@ -228,6 +246,13 @@ for name in "${TESTS[@]}"; do
 	log=$LOGDIR/$name.log
 	limit=$(timeout_of "$script")
 	marker="tcmu-selftest: begin $name run $RUN_ID"
+	case " $(tiers_of "$script") " in
+	*" $TIER "*) ;;
+	*)
+		report skip "$name" "not in the $TIER tier yet (runs on: $(tiers_of "$script"))"
+		continue
+		;;
+	esac
 
 	echo "$marker" > /dev/kmsg 2>/dev/null
 	taint_before=$(taint)

@@ -1,6 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # timeout: 900
+# kernels: stock
 #
 # Attributes of a user:qcow backstore through targetcli and configfs, with
 # tcmu-runner (debug log) serving it:
