@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# timeout: 300
+# timeout: 240
 #
 # Timeouts as the initiator sees them, with a handler that takes READ(10)
 # commands and never answers them (--ignore 28):
@@ -16,9 +16,6 @@
 #                         time it is sent (it never waits: qfull_events
 #                         does not move)
 #                      2  each attempt waits about 2 s, then TASK SET FULL
-#   cmd_time_out=0   with qfull_time_out=2: the waiting READ still gets
-#                    TASK SET FULL, but the READ on the ring never expires
-#                    (it stays in flight until reset_ring).
 # The SCSI midlayer resends a command that got TASK SET FULL (as it does
 # for BUSY) until its timeout has passed, even for SG_IO (whose timeout
 # the block layer raises to at least 7 s); so the attempts are counted
@@ -144,33 +141,6 @@ if fill_data_area; then
 	check_true "qfull 2: attempts match the waits ($ATT attempts, $QF waits)" \
 		test "$ATT" -le $((QF + 1))
 	dp_bg_wait 15
-fi
-
-# ---------------------------------------------------------------------------
-dp_section "cmd_time_out=0 with qfull_time_out=2"
-
-# cmd_time_out 0: a command on the ring never expires, even while the
-# qfull timer fires for the commands waiting behind it.
-# The disk's partition scan at export must be answered (with cmd_time_out
-# 0 an ignored READ would hold its blocks for good): export with a plain
-# handler, then go back to ignoring READs.
-dp_action reset_ring 2
-use_handler || tcmu_finish
-dp_unexport || tcmu_finish
-dp_attr cmd_time_out 0
-dp_export || tcmu_finish
-use_handler --ignore 28 || tcmu_finish
-if fill_data_area; then
-	fill_pid=${DP_BG_PIDS[${#DP_BG_PIDS[@]} - 1]}
-	try_read 2 7
-	check_eq "cmd 0: the waiting READ ends with TASK SET FULL" "task set full" \
-		"$(dp_sg_status "$out")" || dp_sg_show "$out"
-	check_eq "cmd 0: the 1 MiB READ on the ring is still in flight" 1 "$(dp_stat inflight)"
-	check_true "cmd 0: its sg_raw is still waiting" kill -0 "$fill_pid"
-	dp_action reset_ring 2
-	check_true "cmd 0: reset_ring ended it" dp_bg_wait 15
-	check_eq "cmd 0: the 1 MiB READ failed when the ring was reset" \
-		2/08/00 "$(dp_sg_sense "$(cat "$DP_WORK/fill.out" 2>/dev/null)")"
 fi
 
 # ---------------------------------------------------------------------------
