@@ -362,6 +362,7 @@ static int tcmu_nl_send(struct tcmu_dev *udev, enum tcmu_genl_cmd cmd,
 {
 	struct sk_buff *skb;
 	bool wait = tcmu_nl_wants_reply(udev);
+	bool heard;
 	void *hdr;
 	long left;
 	int ret;
@@ -407,12 +408,18 @@ static int tcmu_nl_send(struct tcmu_dev *udev, enum tcmu_genl_cmd cmd,
 
 	ret = genlmsg_multicast_allns(&tcmu_nl_family, skb, 0,
 				      TCMU_MCGRP_CONFIG);
-	/* Nobody listening yet is not an error for a new device. */
-	if (ret == -ESRCH && cmd == TCMU_CMD_ADDED_DEVICE)
+	/*
+	 * -ESRCH: nobody is subscribed, so nobody can answer and there is
+	 * nothing to wait for (upstream waits anyway, forever). For a new
+	 * device it is not an error: a daemon started later finds the device
+	 * by scanning the UIO devices.
+	 */
+	heard = ret != -ESRCH;
+	if (!heard && cmd == TCMU_CMD_ADDED_DEVICE)
 		ret = 0;
 	if (!wait)
 		return ret;
-	if (ret)
+	if (ret || !heard)
 		goto unlink;
 
 	left = wait_for_completion_killable_timeout(&udev->nl_done,

@@ -362,6 +362,16 @@ nl_do v "$NL_BIN" reply added "$FEAT1_ID" 0
 check_eq "a late ADDED_DEVICE_DONE is refused" "ack cmd=ADDED_DEVICE_DONE ack=ENODEV" "$v"
 nl_stop
 
+# Features still 1 but nobody subscribed (the daemon is gone): nobody can
+# answer, so nothing waits (upstream waits for ever at enable).
+mk nosub
+check_write "features 1, no subscriber: enable does not wait" "$D/enable" 1 ok 0 $FAST
+check_enabled "after enable without a subscriber" "$D"
+check_write "features 1, no subscriber: dev_size fails at once" "$D/attrib/dev_size" 4194304 \
+	"No such process" 0 $FAST
+check_reads "features 1, no subscriber: dev_size unchanged" "$D/attrib/dev_size" 1048576
+check_rmdir "features 1, no subscriber: rmdir does not wait" "$D" 0 $FAST
+
 # --- replies with success --------------------------------------------------------
 
 tcmu_log "--- success replies"
