@@ -10,7 +10,7 @@
 # Environment:
 #   TCMU_KERNELS          kernels to test, default "stock debug"
 #   TCMU_TIMEOUT_STOCK    VM time limit in seconds, default 2400
-#   TCMU_TIMEOUT_DEBUG    VM time limit in seconds, default 2400
+#   TCMU_TIMEOUT_DEBUG    VM time limit in seconds, default 3600
 #   TCMU_HOST_TIMEOUT     time limit per host test, default 1800
 #   TCMU_TESTS            only these selftests (names passed to run_tests.sh)
 #   TCMU_RESULTS          results directory, default build/results
@@ -187,7 +187,7 @@ for k in "${KERNELS[@]}"; do
 	mkdir -p "$out"
 	case $k in
 	stock) limit=${TCMU_TIMEOUT_STOCK:-2400} ;;
-	debug) limit=${TCMU_TIMEOUT_DEBUG:-2400} ;;
+	debug) limit=${TCMU_TIMEOUT_DEBUG:-3600} ;;
 	esac
 	# The whole console goes to console.log; show only the TAP lines live.
 	mods=(--module "build/$k/target_core_user.ko")

@@ -1,7 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # timeout: 480
-# kernels: stock
 #
 # The attribute surface of a user device, against upstream 6.1's show and
 # store functions:

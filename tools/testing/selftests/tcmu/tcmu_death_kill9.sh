@@ -1,7 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # timeout: 600
-# kernels: stock
 #
 # A handler killed with SIGKILL under load, again and again.
 #

@@ -1,7 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # timeout: 480
-# kernels: stock
 #
 # Taking the tcm_loop LUN and the user device away while I/O is in flight
 # and the handler cannot answer.  cmd_time_out is 5 s (set before export).

@@ -1,7 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # timeout: 420
-# kernels: stock
 #
 # Direct inspection of the command ring.  The device is served not by our
 # C handler but by tcmu_ring_inspect.py, a small independent handler that

@@ -1,7 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # timeout: 600
-# kernels: stock
 #
 # Hostile configuration input.  One user device gets boundary values (a
 # fixed table) and random values (seeded PRNG; the seed is in the log and

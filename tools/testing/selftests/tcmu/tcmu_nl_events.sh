@@ -1,7 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # timeout: 300
-# kernels: stock
 #
 # The generic netlink events of the user backstore, as a handler daemon
 # sees them (tcmu_nl_listener, which never replies here, and the module is

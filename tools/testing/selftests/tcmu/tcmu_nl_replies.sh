@@ -1,7 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # timeout: 600
-# kernels: stock
 #
 # Netlink replies.  At enable a device's nl_reply_supported, unless
 # negative, becomes the value of the daemon's last SET_FEATURES

@@ -1,7 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # timeout: 900
-# kernels: stock
 #
 # Attributes of a user:qcow backstore through targetcli and configfs, with
 # tcmu-runner (debug log) serving it:

@@ -1,7 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # timeout: 900
-# kernels: stock
 #
 # Debian's tcmu-runner 1.5.4 serving three user backstores that targetcli
 # creates, all exported through one tcm_loop target:

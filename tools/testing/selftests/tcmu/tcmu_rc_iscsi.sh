@@ -1,7 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # timeout: 900
-# kernels: stock
 #
 # A user:qcow backstore served by tcmu-runner, exported at the same time
 # through tcm_loop and through the LIO iSCSI target on 127.0.0.1:3260

@@ -1,7 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # timeout: 720
-# kernels: stock
 #
 # libiscsi's SCSI conformance suite (iscsi-test-cu, package libiscsi-bin)
 # against a user:qcow backstore served by tcmu-runner and exported by the

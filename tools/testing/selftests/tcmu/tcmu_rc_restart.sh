@@ -1,7 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # timeout: 900
-# kernels: stock
 #
 # tcmu-runner dies and comes back; the devices stay:
 #

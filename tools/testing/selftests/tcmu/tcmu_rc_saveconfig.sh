@@ -1,7 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # timeout: 900
-# kernels: stock
 #
 # targetcli's saveconfig / clearconfig / restoreconfig round trip with
 # user backstores served by tcmu-runner:
