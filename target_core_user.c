@@ -995,11 +995,50 @@ static void tcmu_unplug_device(struct se_dev_plug *se_plug)
  * ------------------------------------------------------------------------
  */
 
+static void tcmu_run_qfull(struct tcmu_dev *udev, bool fail);
+
+/* NOT READY, LOGICAL UNIT COMMUNICATION FAILURE: the handler let us down. */
+static void tcmu_fail_comm(struct se_cmd *se_cmd)
+{
+	target_complete_cmd_with_sense(se_cmd, SAM_STAT_CHECK_CONDITION,
+				       TCM_LOGICAL_UNIT_COMMUNICATION_FAILURE);
+}
+
+/*
+ * Give up on a ring command: the initiator gets its answer now, while the
+ * ring slot and the data blocks stay owned by the command until the
+ * handler answers it or the ring is reset.
+ */
+static void tcmu_abandon(struct tcmu_dev *udev, struct tcmu_cmd *cmd)
+{
+	struct se_cmd *se_cmd = cmd->se_cmd;
+
+	list_del_init(&cmd->node);
+	udev->nr_inflight--;
+	set_bit(TCMU_CMD_EXPIRED, &cmd->flags);
+	if (se_cmd) {
+		se_cmd->priv = NULL;
+		cmd->se_cmd = NULL;
+		tcmu_fail_comm(se_cmd);
+	}
+}
+
+/*
+ * The handler corrupted the ring: nothing more is read from it until
+ * reset_ring. Its commands would only wait for cmd_time_out (or for ever
+ * with 0), so they fail now, and so do those waiting for room.
+ */
 static void tcmu_mark_broken(struct tcmu_dev *udev, const char *why, u32 val)
 {
-	if (!test_and_set_bit(TCMU_DEV_BROKEN, &udev->flags))
-		pr_warn_ratelimited("%s: ring broken by handler: %s (%u); reset_ring to recover\n",
-				    udev->name, why, val);
+	struct tcmu_cmd *cmd, *tmp;
+
+	if (test_and_set_bit(TCMU_DEV_BROKEN, &udev->flags))
+		return;
+	pr_warn_ratelimited("%s: ring broken by handler: %s (%u); reset_ring to recover\n",
+			    udev->name, why, val);
+	list_for_each_entry_safe(cmd, tmp, &udev->inflight, node)
+		tcmu_abandon(udev, cmd);
+	tcmu_run_qfull(udev, false);
 }
 
 /* Complete one command from the response copied out of the ring. */
@@ -1107,7 +1146,6 @@ static bool tcmu_reap_slot(struct tcmu_dev *udev, u32 off)
 }
 
 static void tcmu_run_tmr_queue(struct tcmu_dev *udev);
-static void tcmu_run_qfull(struct tcmu_dev *udev, bool fail);
 
 /*
  * Consume everything the handler has handed back. The new tail must land
@@ -1221,13 +1259,6 @@ static void tcmu_run_qfull(struct tcmu_dev *udev, bool fail)
 	tcmu_arm_timer(udev, &udev->qfull_timer, &udev->qfull);
 }
 
-/* NOT READY, LOGICAL UNIT COMMUNICATION FAILURE: the handler let us down. */
-static void tcmu_fail_comm(struct se_cmd *se_cmd)
-{
-	target_complete_cmd_with_sense(se_cmd, SAM_STAT_CHECK_CONDITION,
-				       TCM_LOGICAL_UNIT_COMMUNICATION_FAILURE);
-}
-
 /* Complete ring commands whose deadline passed; they keep their slot. */
 static void tcmu_expire_inflight(struct tcmu_dev *udev)
 {
@@ -1241,20 +1272,11 @@ static void tcmu_expire_inflight(struct tcmu_dev *udev)
 		return;
 
 	list_for_each_entry_safe(cmd, tmp, &udev->inflight, node) {
-		struct se_cmd *se_cmd = cmd->se_cmd;
-
 		if (!time_after_eq(jiffies, cmd->deadline))
 			break;
-		list_del_init(&cmd->node);
-		udev->nr_inflight--;
-		set_bit(TCMU_CMD_EXPIRED, &cmd->flags);
 		udev->stats.timeouts++;
 		pr_debug("%s: cmd %u timed out\n", udev->name, cmd->id);
-		if (se_cmd) {
-			se_cmd->priv = NULL;
-			cmd->se_cmd = NULL;
-			tcmu_fail_comm(se_cmd);
-		}
+		tcmu_abandon(udev, cmd);
 	}
 	tcmu_arm_timer(udev, &udev->cmd_timer, &udev->inflight);
 }
