@@ -64,6 +64,7 @@ RESULTS=$(cd "$RESULTS" && pwd)
 find "$RESULTS" -mindepth 1 -delete
 
 names=() states=() notes=()
+declare -A reasons=()
 # record pass|fail|skip NAME [NOTE]
 record() {
 	names+=("$2")
@@ -221,6 +222,9 @@ for k in "${KERNELS[@]}"; do
 					record pass "$k: $name"
 				else
 					record fail "$k: $name" "log: ${out#"$REPO"/}/logs/$name.log"
+					# The summary repeats why: a CI log keeps only its tail.
+					reasons["$k: $name"]=$(grep -m 3 -E '^(FAIL|FATAL|TIMEOUT)' \
+						"$out/logs/$name.log" 2>/dev/null | cut -c1-200)
 				fi
 			fi
 		done <"$tap"
@@ -273,7 +277,10 @@ if ((fail)); then
 	echo
 	echo "failed:"
 	for i in "${!names[@]}"; do
-		[[ ${states[$i]} == fail ]] && echo "  ${names[$i]}${notes[$i]:+ (${notes[$i]})}"
+		[[ ${states[$i]} == fail ]] || continue
+		echo "  ${names[$i]}${notes[$i]:+ (${notes[$i]})}"
+		[[ -n ${reasons[${names[$i]}]:-} ]] &&
+			sed 's/^/      /' <<<"${reasons[${names[$i]}]}"
 	done
 fi
 if ((skip)); then
