@@ -1,7 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # timeout: 900
-# kernels: none (the fuzz storm has not completed a passing run yet)
 #
 # A hostile handler must only ever break its own device, and only until
 # action/reset_ring.  Two user devices, each behind its own tcm_loop port:
