@@ -10,7 +10,7 @@
 # is emptied, so a restarted handler starts clean.  With a file-backed
 # handler and fio writing (crc32c verify headers) in passes of "write
 # everything, then --verify_only", the handler is killed $TCMU_KILLS
-# (default 20; 10 on the debug kernel, for time) times at random moments and restarted each time (the next
+# (default 20) times at random moments and restarted each time (the next
 # handler is already started with --wait and stands by until the device
 # is free, the way a supervisor would keep one ready):
 #
@@ -46,7 +46,7 @@ dp_require fio
 [ -x "$TCMU_PYTHON" ] || command -v "$TCMU_PYTHON" > /dev/null ||
 	tcmu_skip "python3 is not installed"
 
-KILLS=${TCMU_KILLS:-$(dp_scale 20 10)}
+KILLS=${TCMU_KILLS:-20}
 BOUND=${TCMU_DEATH_BOUND:-$(dp_scale 5 10)}	# seconds, see above
 SIZE=$(dp_scale 16m 4m)
 HUNG=/proc/sys/kernel/hung_task_timeout_secs
@@ -206,7 +206,7 @@ sampler_stop()
 
 # ---------------------------------------------------------------------------
 dp_section "policy 0: $KILLS kills under load"
-[ "$KILLS" -lt 20 ] && tcmu_log "$KILLS kills, not 20${DP_DEBUG:+ (debug kernel: for time)}"
+[ "$KILLS" -lt 20 ] && tcmu_log "$KILLS kills (TCMU_KILLS), not the 20 of the default"
 
 # The same job writes (no verify phase) and, with --verify_only, reads
 # everything back (do_verify must stay on for that).
