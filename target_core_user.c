@@ -698,11 +698,36 @@ static u32 tcmu_runs_to_iov(struct tcmu_dev *udev, const struct tcmu_run *runs,
  * ------------------------------------------------------------------------
  */
 
+/*
+ * Entries are published under ring_lock, but the handler is only woken
+ * once the lock is dropped (tcmu_ring_unlock), or at unplug: woken while
+ * we still held it, the handler would finish its work and then wait for
+ * the lock in write().
+ */
 static void tcmu_kick(struct tcmu_dev *udev)
 {
-	if (test_bit(TCMU_DEV_PLUGGED, &udev->flags))
-		set_bit(TCMU_DEV_KICK_PENDING, &udev->flags);
-	else
+	set_bit(TCMU_DEV_KICK_PENDING, &udev->flags);
+}
+
+/* Drop ring_lock and wake the handler for what was published under it. */
+static void tcmu_ring_unlock(struct tcmu_dev *udev)
+{
+	bool kick;
+
+	lockdep_assert_held(&udev->ring_lock);
+	/* No wakeup for a device whose uio node is gone or not there yet. */
+	if (test_bit(TCMU_DEV_DEAD, &udev->flags) || !udev->uio_info.uio_dev)
+		clear_bit(TCMU_DEV_KICK_PENDING, &udev->flags);
+	mutex_unlock(&udev->ring_lock);
+
+	/*
+	 * Pairs with the barrier in tcmu_unplug_device: either we see the
+	 * plug gone, or the unplugger sees our pending kick.
+	 */
+	smp_mb();
+	kick = !test_bit(TCMU_DEV_PLUGGED, &udev->flags) &&
+	       test_and_clear_bit(TCMU_DEV_KICK_PENDING, &udev->flags);
+	if (kick)
 		uio_event_notify(&udev->uio_info);
 }
 
@@ -960,7 +985,7 @@ static sense_reason_t tcmu_execute(struct se_cmd *se_cmd)
 		sr = tcmu_queue_locked(udev, cmd);
 	if (sr == TCM_NO_SENSE)
 		se_cmd->priv = cmd;
-	mutex_unlock(&udev->ring_lock);
+	tcmu_ring_unlock(udev);
 
 	if (sr != TCM_NO_SENSE)
 		tcmu_free_cmd(cmd);
@@ -986,6 +1011,7 @@ static void tcmu_unplug_device(struct se_dev_plug *se_plug)
 	struct tcmu_dev *udev = TCMU_DEV(se_plug->se_dev);
 
 	clear_bit(TCMU_DEV_PLUGGED, &udev->flags);
+	smp_mb__after_atomic();
 	if (test_and_clear_bit(TCMU_DEV_KICK_PENDING, &udev->flags))
 		uio_event_notify(&udev->uio_info);
 }
@@ -1307,7 +1333,7 @@ static void tcmu_timeout_fn(struct work_struct *work)
 	mutex_lock(&udev->ring_lock);
 	tcmu_expire_inflight(udev);
 	tcmu_expire_qfull(udev);
-	mutex_unlock(&udev->ring_lock);
+	tcmu_ring_unlock(udev);
 }
 
 static void tcmu_cmd_timer_fn(struct timer_list *t)
@@ -1442,7 +1468,7 @@ static void tcmu_tmr_notify(struct se_device *se_dev, enum tcm_tmreq_table tmf,
 	else
 		list_add_tail(&tmr->node, &udev->tmr_queue);
 out:
-	mutex_unlock(&udev->ring_lock);
+	tcmu_ring_unlock(udev);
 }
 
 /* ------------------------------------------------------------------------
@@ -1461,7 +1487,7 @@ static int tcmu_irqcontrol(struct uio_info *info, s32 on)
 		tcmu_run_tmr_queue(udev);
 	if (list_empty(&udev->tmr_queue))
 		tcmu_run_qfull(udev, false);
-	mutex_unlock(&udev->ring_lock);
+	tcmu_ring_unlock(udev);
 	return 0;
 }
 
@@ -1543,7 +1569,7 @@ static vm_fault_t tcmu_vma_fault(struct vm_fault *vmf)
 		get_page(page);
 		lock_page(page);
 	}
-	mutex_unlock(&udev->ring_lock);
+	tcmu_ring_unlock(udev);
 	if (!page) {
 		pr_warn_ratelimited("%s: handler touched data page %u that no command owns\n",
 				    udev->name, dpi);
@@ -1645,7 +1671,7 @@ static int tcmu_release(struct uio_info *info, struct inode *inode)
 	if (freed && list_empty(&udev->tmr_queue))
 		tcmu_run_qfull(udev, false);
 out:
-	mutex_unlock(&udev->ring_lock);
+	tcmu_ring_unlock(udev);
 
 	clear_bit(TCMU_DEV_OPEN, &udev->flags);
 	return 0;
@@ -2153,7 +2179,7 @@ static ssize_t tcmu_set_configfs_dev_params(struct se_device *se_dev,
 	c->data_mb = udev->data_mb;
 	c->pages_per_blk = udev->pages_per_blk;
 	c->ring_mb = udev->ring_mb;
-	mutex_unlock(&udev->ring_lock);
+	tcmu_ring_unlock(udev);
 
 	cur = opts;
 	while ((p = strsep(&cur, ",\n")) != NULL) {
@@ -2261,7 +2287,7 @@ static ssize_t tcmu_set_configfs_dev_params(struct se_device *se_dev,
 	udev->data_mb = c->data_mb;
 	udev->pages_per_blk = c->pages_per_blk;
 	udev->ring_mb = c->ring_mb;
-	mutex_unlock(&udev->ring_lock);
+	tcmu_ring_unlock(udev);
 unlock:
 	mutex_unlock(&udev->cfg_lock);
 out:
@@ -2324,7 +2350,7 @@ static ssize_t tcmu_cmd_time_out_store(struct config_item *item,
 	}
 	mutex_lock(&udev->ring_lock);
 	udev->cmd_time_out = (unsigned long)val * HZ;
-	mutex_unlock(&udev->ring_lock);
+	tcmu_ring_unlock(udev);
 	return count;
 }
 CONFIGFS_ATTR(tcmu_, cmd_time_out);
@@ -2349,7 +2375,7 @@ static ssize_t tcmu_qfull_time_out_store(struct config_item *item,
 		return -EINVAL;
 	mutex_lock(&udev->ring_lock);
 	udev->qfull_time_out = (s64)val < 0 ? -1 : (long)val * HZ;
-	mutex_unlock(&udev->ring_lock);
+	tcmu_ring_unlock(udev);
 	return count;
 }
 CONFIGFS_ATTR(tcmu_, qfull_time_out);
@@ -2591,7 +2617,7 @@ static ssize_t tcmu_stats_show(struct config_item *item, char *page)
 	s = udev->stats;
 	inflight = udev->nr_inflight;
 	pages = udev->nr_pages;
-	mutex_unlock(&udev->ring_lock);
+	tcmu_ring_unlock(udev);
 
 	return sysfs_emit(page,
 			  "cmds %llu\nbytes_out %llu\nbytes_in %llu\nqfull_events %llu\ntimeouts %llu\nring_full %llu\ndata_full %llu\ninflight %u\ninflight_max %u\ndata_pages %u\nhandler_exits %llu\nexit_failed %llu\n",
@@ -2646,7 +2672,7 @@ static ssize_t tcmu_block_dev_store(struct config_item *item, const char *page,
 	} else {
 		clear_bit(TCMU_DEV_BLOCKED, &udev->flags);
 	}
-	mutex_unlock(&udev->ring_lock);
+	tcmu_ring_unlock(udev);
 	return count;
 }
 CONFIGFS_ATTR(tcmu_, block_dev);
@@ -2702,7 +2728,7 @@ static void tcmu_reset_ring(struct tcmu_dev *udev, u8 level)
 {
 	mutex_lock(&udev->ring_lock);
 	tcmu_reset_ring_locked(udev, level);
-	mutex_unlock(&udev->ring_lock);
+	tcmu_ring_unlock(udev);
 }
 
 static ssize_t tcmu_reset_ring_store(struct config_item *item,
@@ -2735,7 +2761,7 @@ static ssize_t tcmu_free_kept_buf_store(struct config_item *item,
 	mutex_lock(&udev->ring_lock);
 	cmd = xa_load(&udev->cmds, id);
 	if (!cmd || !test_bit(TCMU_CMD_KEPT, &cmd->flags)) {
-		mutex_unlock(&udev->ring_lock);
+		tcmu_ring_unlock(udev);
 		pr_warn_ratelimited("%s: free_kept_buf: cmd %llu holds no kept buffer\n",
 				    udev->name, id);
 		return -EINVAL;
@@ -2743,7 +2769,7 @@ static ssize_t tcmu_free_kept_buf_store(struct config_item *item,
 	tcmu_retire(udev, cmd);
 	if (list_empty(&udev->tmr_queue))
 		tcmu_run_qfull(udev, false);
-	mutex_unlock(&udev->ring_lock);
+	tcmu_ring_unlock(udev);
 	return count;
 }
 CONFIGFS_ATTR_WO(tcmu_, free_kept_buf);
@@ -2830,14 +2856,14 @@ static void tcmu_reclaim_fn(struct work_struct *work)
 		if (atomic_read(&tcmu_global_pages) >
 		    READ_ONCE(tcmu_global_max_pages) / 2 || !list_empty(&udev->qfull))
 			tcmu_shrink_data_area(udev);
-		mutex_unlock(&udev->ring_lock);
+		tcmu_ring_unlock(udev);
 	}
 	/* Pages came back: let waiters on every device retry. */
 	list_for_each_entry(udev, &tcmu_devices, all_node) {
 		mutex_lock(&udev->ring_lock);
 		if (list_empty(&udev->tmr_queue))
 			tcmu_run_qfull(udev, false);
-		mutex_unlock(&udev->ring_lock);
+		tcmu_ring_unlock(udev);
 	}
 	mutex_unlock(&tcmu_devices_lock);
 }
