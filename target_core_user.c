@@ -709,26 +709,33 @@ static void tcmu_kick(struct tcmu_dev *udev)
 	set_bit(TCMU_DEV_KICK_PENDING, &udev->flags);
 }
 
-/* Drop ring_lock and wake the handler for what was published under it. */
+/*
+ * Raise a pending wakeup unless a plug still holds it back. Called after
+ * ring_lock is dropped and after the plug is removed; with the barrier on
+ * both sides, at least one of the two sees the pending flag and the plug
+ * gone.
+ */
+static void tcmu_flush_kick(struct tcmu_dev *udev)
+{
+	/* Orders our flag write (kick or plug) before reading the other. */
+	smp_mb();
+	if (!test_bit(TCMU_DEV_PLUGGED, &udev->flags) &&
+	    test_and_clear_bit(TCMU_DEV_KICK_PENDING, &udev->flags))
+		uio_event_notify(&udev->uio_info);
+}
+
+/*
+ * Drop ring_lock and wake the handler for what was published under it:
+ * for the paths that may put entries on the ring.
+ */
 static void tcmu_ring_unlock(struct tcmu_dev *udev)
 {
-	bool kick;
-
 	lockdep_assert_held(&udev->ring_lock);
 	/* No wakeup for a device whose uio node is gone or not there yet. */
 	if (test_bit(TCMU_DEV_DEAD, &udev->flags) || !udev->uio_info.uio_dev)
 		clear_bit(TCMU_DEV_KICK_PENDING, &udev->flags);
 	mutex_unlock(&udev->ring_lock);
-
-	/*
-	 * Pairs with the barrier in tcmu_unplug_device: either we see the
-	 * plug gone, or the unplugger sees our pending kick.
-	 */
-	smp_mb();
-	kick = !test_bit(TCMU_DEV_PLUGGED, &udev->flags) &&
-	       test_and_clear_bit(TCMU_DEV_KICK_PENDING, &udev->flags);
-	if (kick)
-		uio_event_notify(&udev->uio_info);
+	tcmu_flush_kick(udev);
 }
 
 /* Record an entry in the private log and publish it by moving cmd_head. */
@@ -1011,9 +1018,7 @@ static void tcmu_unplug_device(struct se_dev_plug *se_plug)
 	struct tcmu_dev *udev = TCMU_DEV(se_plug->se_dev);
 
 	clear_bit(TCMU_DEV_PLUGGED, &udev->flags);
-	smp_mb__after_atomic();
-	if (test_and_clear_bit(TCMU_DEV_KICK_PENDING, &udev->flags))
-		uio_event_notify(&udev->uio_info);
+	tcmu_flush_kick(udev);
 }
 
 /* ------------------------------------------------------------------------
@@ -1333,7 +1338,7 @@ static void tcmu_timeout_fn(struct work_struct *work)
 	mutex_lock(&udev->ring_lock);
 	tcmu_expire_inflight(udev);
 	tcmu_expire_qfull(udev);
-	tcmu_ring_unlock(udev);
+	mutex_unlock(&udev->ring_lock);
 }
 
 static void tcmu_cmd_timer_fn(struct timer_list *t)
@@ -1569,7 +1574,7 @@ static vm_fault_t tcmu_vma_fault(struct vm_fault *vmf)
 		get_page(page);
 		lock_page(page);
 	}
-	tcmu_ring_unlock(udev);
+	mutex_unlock(&udev->ring_lock);
 	if (!page) {
 		pr_warn_ratelimited("%s: handler touched data page %u that no command owns\n",
 				    udev->name, dpi);
@@ -2179,7 +2184,7 @@ static ssize_t tcmu_set_configfs_dev_params(struct se_device *se_dev,
 	c->data_mb = udev->data_mb;
 	c->pages_per_blk = udev->pages_per_blk;
 	c->ring_mb = udev->ring_mb;
-	tcmu_ring_unlock(udev);
+	mutex_unlock(&udev->ring_lock);
 
 	cur = opts;
 	while ((p = strsep(&cur, ",\n")) != NULL) {
@@ -2287,7 +2292,7 @@ static ssize_t tcmu_set_configfs_dev_params(struct se_device *se_dev,
 	udev->data_mb = c->data_mb;
 	udev->pages_per_blk = c->pages_per_blk;
 	udev->ring_mb = c->ring_mb;
-	tcmu_ring_unlock(udev);
+	mutex_unlock(&udev->ring_lock);
 unlock:
 	mutex_unlock(&udev->cfg_lock);
 out:
@@ -2350,7 +2355,7 @@ static ssize_t tcmu_cmd_time_out_store(struct config_item *item,
 	}
 	mutex_lock(&udev->ring_lock);
 	udev->cmd_time_out = (unsigned long)val * HZ;
-	tcmu_ring_unlock(udev);
+	mutex_unlock(&udev->ring_lock);
 	return count;
 }
 CONFIGFS_ATTR(tcmu_, cmd_time_out);
@@ -2375,7 +2380,7 @@ static ssize_t tcmu_qfull_time_out_store(struct config_item *item,
 		return -EINVAL;
 	mutex_lock(&udev->ring_lock);
 	udev->qfull_time_out = (s64)val < 0 ? -1 : (long)val * HZ;
-	tcmu_ring_unlock(udev);
+	mutex_unlock(&udev->ring_lock);
 	return count;
 }
 CONFIGFS_ATTR(tcmu_, qfull_time_out);
@@ -2617,7 +2622,7 @@ static ssize_t tcmu_stats_show(struct config_item *item, char *page)
 	s = udev->stats;
 	inflight = udev->nr_inflight;
 	pages = udev->nr_pages;
-	tcmu_ring_unlock(udev);
+	mutex_unlock(&udev->ring_lock);
 
 	return sysfs_emit(page,
 			  "cmds %llu\nbytes_out %llu\nbytes_in %llu\nqfull_events %llu\ntimeouts %llu\nring_full %llu\ndata_full %llu\ninflight %u\ninflight_max %u\ndata_pages %u\nhandler_exits %llu\nexit_failed %llu\n",
@@ -2672,7 +2677,7 @@ static ssize_t tcmu_block_dev_store(struct config_item *item, const char *page,
 	} else {
 		clear_bit(TCMU_DEV_BLOCKED, &udev->flags);
 	}
-	tcmu_ring_unlock(udev);
+	mutex_unlock(&udev->ring_lock);
 	return count;
 }
 CONFIGFS_ATTR(tcmu_, block_dev);
@@ -2761,7 +2766,7 @@ static ssize_t tcmu_free_kept_buf_store(struct config_item *item,
 	mutex_lock(&udev->ring_lock);
 	cmd = xa_load(&udev->cmds, id);
 	if (!cmd || !test_bit(TCMU_CMD_KEPT, &cmd->flags)) {
-		tcmu_ring_unlock(udev);
+		mutex_unlock(&udev->ring_lock);
 		pr_warn_ratelimited("%s: free_kept_buf: cmd %llu holds no kept buffer\n",
 				    udev->name, id);
 		return -EINVAL;
@@ -2856,7 +2861,7 @@ static void tcmu_reclaim_fn(struct work_struct *work)
 		if (atomic_read(&tcmu_global_pages) >
 		    READ_ONCE(tcmu_global_max_pages) / 2 || !list_empty(&udev->qfull))
 			tcmu_shrink_data_area(udev);
-		tcmu_ring_unlock(udev);
+		mutex_unlock(&udev->ring_lock);
 	}
 	/* Pages came back: let waiters on every device retry. */
 	list_for_each_entry(udev, &tcmu_devices, all_node) {

@@ -223,7 +223,7 @@ for k in "${KERNELS[@]}"; do
 				else
 					record fail "$k: $name" "log: ${out#"$REPO"/}/logs/$name.log"
 					# The summary repeats why: a CI log keeps only its tail.
-					reasons["$k: $name"]=$(grep -m 3 -E '^(FAIL|FATAL|TIMEOUT)' \
+					reasons["$k: $name"]=$(grep -m 3 '^FAIL' \
 						"$out/logs/$name.log" 2>/dev/null | cut -c1-200)
 				fi
 			fi
