@@ -27,6 +27,8 @@
 #   TCMU_BENCH_SIZE_MB   device size (default 256)
 #   TCMU_BENCH_DATA_MB   max_data_area_mb of the user devices (default 64)
 #   TCMU_BENCH_THREADS   tcmu-handler --threads (default 1: inline)
+#   TCMU_BENCH_PERF      1: profile every case with "perf record -a" and
+#                        save a flat report (<case>.perf.txt) beside it
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -43,6 +45,7 @@ RUNTIME=${TCMU_BENCH_RUNTIME:-10}
 SIZE_MB=${TCMU_BENCH_SIZE_MB:-256}
 DATA_MB=${TCMU_BENCH_DATA_MB:-64}
 THREADS=${TCMU_BENCH_THREADS:-1}
+PERF=${TCMU_BENCH_PERF:-0}
 read -r -a TARGETS <<<"${TCMU_BENCH_TARGETS:-rd_mcp fileio stock ours}"
 ALL_CASES=(randread_4k_qd1 randread_4k_qd16 randread_4k_qd64 randwrite_4k_qd16
 	randrw_64k_qd16 read_1m_qd4 write_1m_qd4)
@@ -455,8 +458,10 @@ run_case()
 	hp=${HPID[$t]:-}
 	[[ $t == *_qcow ]] && hp=$RPID
 	h0=$(proc_ticks "$hp")
+	local prof=()
+	[[ $PERF == 1 ]] && prof=(perf record -q -a -F 499 -o "$CUR/$c.perf.data" --)
 	# shellcheck disable=SC2086 # opts are separate words
-	timeout -k 10 $((RUNTIME + 90)) fio --name="$c" --filename="${DISK[$t]}" \
+	timeout -k 10 $((RUNTIME + 90)) "${prof[@]}" fio --name="$c" --filename="${DISK[$t]}" \
 		--ioengine=libaio --direct=1 $opts --size="$SIZE" \
 		--time_based --runtime="$RUNTIME" --ramp_time=1 \
 		--norandommap --randrepeat=0 --lat_percentiles=1 \
@@ -477,6 +482,11 @@ run_case()
 		echo "hz=$(getconf CLK_TCK)"
 		echo "ncpu=$(nproc)"
 	} >"$CUR/$c.cpu"
+	if [[ -s $CUR/$c.perf.data ]]; then
+		perf report -i "$CUR/$c.perf.data" --stdio --sort dso,sym \
+			2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 60 >"$CUR/$c.perf.txt"
+		rm -f "$CUR/$c.perf.data"
+	fi
 	[[ -s $CUR/$c.err ]] || rm -f "$CUR/$c.err"
 	[[ -r ${DEV[$t]}/attrib/stats ]] && cat "${DEV[$t]}/attrib/stats" >"$CUR/$c.stats"
 	handler_status "$t" "$CUR/$c.handler"

@@ -34,6 +34,8 @@
 #   BENCH_TARGETS="..." targets to run (default "rd_mcp fileio stock ours")
 #   BENCH_CASES="..."  cases (default: all; see bench-guest.sh)
 #   BENCH_THREADS=N    tcmu-handler --threads (default 1)
+#   BENCH_PERF=1       profile each case (perf record -a in the guest; a
+#                      flat report per case in raw/; skews the figures)
 #   BENCH_SIZE_MB=N    device size (default 256)
 #   BENCH_DATA_MB=N    max_data_area_mb of the user devices (default 64)
 #   BENCH_MEM=MB       guest memory (default 3072)
@@ -147,6 +149,7 @@ env_vm=(TCMU_HANDLER="$handler" TCMU_BENCH_ROUNDS="$rounds" TCMU_BENCH_RUNTIME="
 [[ -n ${BENCH_THREADS:-} ]] && env_vm+=(TCMU_BENCH_THREADS="$BENCH_THREADS")
 [[ -n ${BENCH_SIZE_MB:-} ]] && env_vm+=(TCMU_BENCH_SIZE_MB="$BENCH_SIZE_MB")
 [[ -n ${BENCH_DATA_MB:-} ]] && env_vm+=(TCMU_BENCH_DATA_MB="$BENCH_DATA_MB")
+[[ ${BENCH_PERF:-0} == 1 ]] && env_vm+=(TCMU_BENCH_PERF=1)
 set +e
 env "${env_vm[@]}" "$TESTING/vm/run-vm.sh" --kernel stock --module "$module" \
 	--mem "$mem" --timeout "$limit" --outdir "$out" --log "$out/console.log" \
