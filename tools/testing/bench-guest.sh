@@ -453,12 +453,12 @@ proc_ticks()
 run_case()
 {
 	local t=$1 c=$2 opts c0 c1 h0 h1 hp a0 a1 i0 i1 u0 u1 s0 s1 f0 f1 rc=0
+	local prof=()
 	opts=$(case_opts "$c") || return 1
 	c0=$(cpu_sample)
 	hp=${HPID[$t]:-}
 	[[ $t == *_qcow ]] && hp=$RPID
 	h0=$(proc_ticks "$hp")
-	local prof=()
 	[[ $PERF == 1 ]] && prof=(perf record -q -a -F 499 -o "$CUR/$c.perf.data" --)
 	# shellcheck disable=SC2086 # opts are separate words
 	timeout -k 10 $((RUNTIME + 90)) "${prof[@]}" fio --name="$c" --filename="${DISK[$t]}" \
@@ -483,8 +483,8 @@ run_case()
 		echo "ncpu=$(nproc)"
 	} >"$CUR/$c.cpu"
 	if [[ -s $CUR/$c.perf.data ]]; then
-		perf report -i "$CUR/$c.perf.data" --stdio --sort dso,sym \
-			2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 60 >"$CUR/$c.perf.txt"
+		perf report -i "$CUR/$c.perf.data" --stdio --sort dso,sym 2>/dev/null |
+			grep -v -e '^#' -e '^$' | head -n 60 >"$CUR/$c.perf.txt"
 		rm -f "$CUR/$c.perf.data"
 	fi
 	[[ -s $CUR/$c.err ]] || rm -f "$CUR/$c.err"
@@ -515,6 +515,7 @@ EOF
 mkdir -p "$WORK" "$RAW" || die "cannot create $WORK / $RAW"
 rm -f "$RAW/done"
 command -v fio >/dev/null || die "fio is not installed"
+[[ $PERF != 1 ]] || command -v perf >/dev/null || die "TCMU_BENCH_PERF=1 but perf is not installed"
 [[ -x $HANDLER ]] || die "no handler at $HANDLER (make -C tools/testing/tcmu-handler)"
 for c in "${CASES[@]}"; do case_opts "$c" >/dev/null || die "unknown case $c"; done
 for t in "${TARGETS[@]}"; do [[ -n ${HBA[$t]:-} ]] || die "unknown target $t"; done
