@@ -738,6 +738,29 @@ static void tcmu_ring_unlock(struct tcmu_dev *udev)
 	tcmu_flush_kick(udev);
 }
 
+/*
+ * Write the mailbox fields the kernel owns and the handler only reads:
+ * the constant header and cmd_head. Returns true if any of them differed,
+ * i.e. a handler wrote where it must not.
+ */
+static bool tcmu_mb_restore(struct tcmu_dev *udev)
+{
+	struct tcmu_mailbox *mb = udev->mb;
+	bool scribbled;
+
+	scribbled = mb->version != TCMU_MAILBOX_VERSION ||
+		    mb->flags != TCMU_MB_CAPS ||
+		    mb->cmdr_off != TCMU_MB_SIZE ||
+		    mb->cmdr_size != udev->ring_size ||
+		    READ_ONCE(mb->cmd_head) != udev->ring_head;
+	mb->version = TCMU_MAILBOX_VERSION;
+	mb->flags = TCMU_MB_CAPS;
+	mb->cmdr_off = TCMU_MB_SIZE;
+	mb->cmdr_size = udev->ring_size;
+	WRITE_ONCE(mb->cmd_head, udev->ring_head);
+	return scribbled;
+}
+
 /* Record an entry in the private log and publish it by moving cmd_head. */
 static void tcmu_ring_publish(struct tcmu_dev *udev, u32 len_op)
 {
@@ -1676,6 +1699,13 @@ static int tcmu_release(struct uio_info *info, struct inode *inode)
 	if (freed && list_empty(&udev->tmr_queue))
 		tcmu_run_qfull(udev, false);
 out:
+	/*
+	 * Nothing maps the region now, so the next handler must find the
+	 * header as the kernel wrote it, whatever the last one left there.
+	 */
+	if (tcmu_mb_restore(udev))
+		pr_warn_ratelimited("%s: handler left the mailbox header or cmd_head scribbled; restored\n",
+				    udev->name);
 	tcmu_ring_unlock(udev);
 
 	clear_bit(TCMU_DEV_OPEN, &udev->flags);
@@ -1904,11 +1934,7 @@ static int tcmu_configure_locked(struct se_device *se_dev)
 	if (!udev->blk_bitmap || !udev->ring_log || !udev->mb)
 		goto err_mem;
 	udev->ring = (void *)udev->mb + TCMU_MB_SIZE;
-
-	udev->mb->version = TCMU_MAILBOX_VERSION;
-	udev->mb->flags = TCMU_MB_CAPS;
-	udev->mb->cmdr_off = TCMU_MB_SIZE;
-	udev->mb->cmdr_size = udev->ring_size;
+	tcmu_mb_restore(udev);
 
 	info->version = __stringify(TCMU_MAILBOX_VERSION);
 	info->mem[0].name = "tcm-user command & data buffer";
@@ -2714,13 +2740,9 @@ static u32 tcmu_reset_ring_locked(struct tcmu_dev *udev, u8 level)
 	udev->log_head = 0;
 	udev->log_tail = 0;
 	udev->ring_tmrs = 0;
-	WRITE_ONCE(udev->mb->cmd_head, 0);
 	WRITE_ONCE(udev->mb->cmd_tail, 0);
-	/* Restore fields a misbehaving handler may have scribbled on. */
-	udev->mb->version = TCMU_MAILBOX_VERSION;
-	udev->mb->flags = TCMU_MB_CAPS;
-	udev->mb->cmdr_off = TCMU_MB_SIZE;
-	udev->mb->cmdr_size = udev->ring_size;
+	/* Also repairs what a misbehaving handler may have scribbled on. */
+	tcmu_mb_restore(udev);
 	clear_bit(TCMU_DEV_BROKEN, &udev->flags);
 	del_timer(&udev->cmd_timer);
 	/* Queued TMRs name commands that no longer exist. */
