@@ -23,6 +23,8 @@
 #    the reason; upstream 6.1 spins in a soft lockup on the first), the
 #    next command fails at once with NOT READY / LOGICAL UNIT
 #    COMMUNICATION FAILURE, and reset_ring brings the device back;
+#    a handler that leaves the mailbox header scribbled when it exits
+#    does not hand the mess to the next one (the kernel restores it);
 # 2. the fuzz storm: TCMU_FUZZ_SECS seconds (default 90, 150 on the
 #    debug kernel), half with an inline handler, half with worker
 #    threads (the handler is killed under load in between).  A probe
@@ -167,10 +169,11 @@ broken_case()
 	restart_handler "--fuzz=$SEED" --fuzz-ops "$op" --fuzz-max 1 \
 		--fuzz-rate 0 --fuzz-recover -1 || return 1
 	# tail_inside needs an entry to land in: a READ the handler has not
-	# taken yet (one it takes at once is served normally, hence up to
-	# three tries; the READ caught in the ring fails at cmd_time_out).
-	# The others break the ring before any command arrives.
-	for n in 1 2 3; do
+	# taken yet.  The handler looks for one when it wakes, so a READ that
+	# arrives while it is already awake is taken and served normally
+	# (slow kernels keep it awake longer), hence up to eight tries.  The
+	# others break the ring before any command arrives.
+	for n in 1 2 3 4 5 6 7 8; do
 		read8 15
 		tcmu_log "$op: READ $n: $(dp_sg_status "$out") $(dp_sg_sense "$out") after ${DP_SG_SECS}s"
 		dp_handler_refresh_status
@@ -200,6 +203,58 @@ for c in "tail_outside:cmd_tail outside the ring" \
 	"tail_inside:cmd_tail inside an entry"; do
 	on a broken_case "${c%%:*}" "${c#*:}"
 done
+
+# mb_scribble: with no handler running, open the uio device, write junk
+# over the kernel's mailbox fields (version, flags, cmdr_off, cmdr_size,
+# cmd_head) and exit, as a handler dying mid-misdeed would.
+mb_scribble()
+{
+	python3 - "/dev/$DP_UIO" "$(cat "/sys/class/uio/$DP_UIO/maps/map0/size")" <<'PYEOF'
+import mmap, os, struct, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+m = mmap.mmap(fd, int(sys.argv[2], 0), mmap.MAP_SHARED,
+              mmap.PROT_READ | mmap.PROT_WRITE)
+m[0:16] = struct.pack("<HHIII", 0x497c, 0xffff, 7, 0x12345, 0x6789a)
+m.close()
+os.close(fd)
+PYEOF
+}
+
+# mb_header: the mailbox fields as a fresh mapping sees them.
+mb_header()
+{
+	python3 - "/dev/$DP_UIO" "$(cat "/sys/class/uio/$DP_UIO/maps/map0/size")" <<'PYEOF'
+import mmap, os, struct, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+m = mmap.mmap(fd, int(sys.argv[2], 0), mmap.MAP_SHARED, mmap.PROT_READ)
+v, f, off, size, head = struct.unpack("<HHIII", m[0:16])
+print("version %d flags %#x cmdr_off %d cmdr_size %d cmd_head %d"
+      % (v, f, off, size, head))
+m.close()
+os.close(fd)
+PYEOF
+}
+
+scribbled_header_case()
+{
+	local mark="mailbox scribble $$" before after n
+
+	dp_handler_stop
+	before=$(mb_header)
+	tcmu_log "mailbox header before: $before"
+	dp_kmsg_mark "$mark"
+	mb_scribble || fail "could not scribble on the mailbox"
+	after=$(mb_header)
+	check_eq "a scribbled mailbox header is restored when its handler exits" \
+		"$before" "$after"
+	n=$(dp_kmsg_since "$mark" | grep -c "$A_NAME: handler left the mailbox header or cmd_head scribbled; restored")
+	check_eq "kernel log: the header was restored, once" 1 "$n"
+	dp_handler_start || return 1
+	read8 15
+	check_eq "the next handler serves a READ" good "$(dp_sg_status "$out")" ||
+		dp_sg_show "$out"
+}
+on a scribbled_header_case
 
 # ---------------------------------------------------------------------------
 dp_section "2. fuzz storm: $SECS s"
@@ -269,13 +324,15 @@ handler_running()
 # One look at A: the handler still alive, the ring not stuck broken.
 a_watch()
 {
-	local rc
+	local rc=
 	if ! handler_running; then
-		wait "$DP_HANDLER_PID"
-		rc=$?
+		if [ -n "$DP_HANDLER_PID" ]; then
+			wait "$DP_HANDLER_PID"
+			rc=$?
+		fi
 		HANDLER_DEATHS=$((HANDLER_DEATHS + 1))
 		DEAD_RC+=("$rc")
-		tcmu_log "the fuzzing handler died (exit $rc); restarting it"
+		tcmu_log "the fuzzing handler died (exit ${rc:-none: it did not start}); restarting it"
 		dp_handler_log 15
 		DP_HANDLER_PID=
 		reset_and_resync 1
