@@ -1095,22 +1095,34 @@ static void tcmu_mark_broken(struct tcmu_dev *udev, const char *why, u32 val)
 	tcmu_run_qfull(udev, false);
 }
 
-/* Complete one command from the response copied out of the ring. */
-static void tcmu_complete(struct tcmu_dev *udev, struct tcmu_cmd *cmd,
-			  const struct tcmu_cmd_entry *rsp)
+/*
+ * Settle how @cmd ends from the handler's answer @rsp (a private copy):
+ * sense data, status and the Data-In length are taken here, under
+ * ring_lock, and se_cmd->priv is cleared, so that from now on only the
+ * reaper reaches the command (TMR notification skips it). The data copy
+ * and the completion itself are tcmu_finish()'s.
+ *
+ * Return: false if the command had been completed already (expired).
+ */
+static bool tcmu_settle(struct tcmu_dev *udev, struct tcmu_cmd *cmd,
+			const struct tcmu_cmd_entry *rsp)
 {
 	struct se_cmd *se_cmd = cmd->se_cmd;
 	u8 status = rsp->rsp.scsi_status;
 	u32 read_len = cmd->in_len;
 	bool has_len = false;
 
-	if (!se_cmd)		/* already expired: just reclaim below */
-		return;
+	if (!se_cmd)
+		return false;
+	se_cmd->priv = NULL;
+	cmd->done_len = 0;
+	cmd->done_with_len = false;
+	cmd->done_sense = TCM_NO_SENSE;
+	cmd->done_status = status;
 
 	if (rsp->hdr.uflags & TCMU_UFLAG_UNKNOWN_OP) {
-		target_complete_cmd_with_sense(se_cmd, SAM_STAT_CHECK_CONDITION,
-					       TCM_UNSUPPORTED_SCSI_OPCODE);
-		goto done;
+		cmd->done_sense = TCM_UNSUPPORTED_SCSI_OPCODE;
+		return true;
 	}
 
 	if ((rsp->hdr.uflags & TCMU_UFLAG_READ_LEN) && cmd->in_len &&
@@ -1128,7 +1140,28 @@ static void tcmu_complete(struct tcmu_dev *udev, struct tcmu_cmd *cmd,
 			read_len = 0;
 	}
 
-	if (read_len) {
+	cmd->done_len = read_len;
+	cmd->done_with_len = has_len && !(se_cmd->se_cmd_flags & SCF_BIDI);
+	udev->stats.bytes_in += read_len;
+	return true;
+}
+
+/*
+ * Return the Data-In settled by tcmu_settle() and complete the command to
+ * the core. Needs the command's blocks, not ring_lock: nothing else reaches
+ * a settled command, and its blocks stay claimed until it is freed.
+ */
+static void tcmu_finish(struct tcmu_dev *udev, struct tcmu_cmd *cmd)
+{
+	struct se_cmd *se_cmd = cmd->se_cmd;
+
+	cmd->se_cmd = NULL;
+	if (cmd->done_sense != TCM_NO_SENSE) {
+		target_complete_cmd_with_sense(se_cmd, SAM_STAT_CHECK_CONDITION,
+					       cmd->done_sense);
+		return;
+	}
+	if (cmd->done_len) {
 		struct scatterlist *sgl = se_cmd->t_data_sg;
 		u32 nents = se_cmd->t_data_nents;
 
@@ -1138,17 +1171,13 @@ static void tcmu_complete(struct tcmu_dev *udev, struct tcmu_cmd *cmd,
 		}
 		tcmu_copy_runs(udev, cmd->runs + cmd->nr_out_runs,
 			       cmd->nr_runs - cmd->nr_out_runs, sgl, nents,
-			       read_len, false);
-		udev->stats.bytes_in += read_len;
+			       cmd->done_len, false);
 	}
-
-	if (has_len && !(se_cmd->se_cmd_flags & SCF_BIDI))
-		target_complete_cmd_with_length(se_cmd, status, read_len);
+	if (cmd->done_with_len)
+		target_complete_cmd_with_length(se_cmd, cmd->done_status,
+						cmd->done_len);
 	else
-		target_complete_cmd(se_cmd, status);
-done:
-	se_cmd->priv = NULL;
-	cmd->se_cmd = NULL;
+		target_complete_cmd(se_cmd, cmd->done_status);
 }
 
 /* Drop a finished command: id, list position, data and memory. */
@@ -1162,12 +1191,18 @@ static void tcmu_retire(struct tcmu_dev *udev, struct tcmu_cmd *cmd)
 	tcmu_free_cmd(cmd);
 }
 
-/* Handle the completion found in the CMD slot at ring offset @off. */
-static bool tcmu_reap_slot(struct tcmu_dev *udev, u32 off)
+/*
+ * Handle the completion found in the CMD slot at ring offset @off. With
+ * @done, an answered command is settled and moved there, for the caller
+ * to finish once ring_lock is dropped (tcmu_finish_list()); without, it
+ * is finished here.
+ */
+static bool tcmu_reap_slot(struct tcmu_dev *udev, u32 off,
+			   struct list_head *done)
 {
 	struct tcmu_cmd_entry rsp;
 	struct tcmu_cmd *cmd;
-	bool keep;
+	bool keep, settled;
 
 	/* One copy; nothing is read from the shared entry twice. */
 	memcpy(&rsp, udev->ring + off, sizeof(rsp));
@@ -1189,7 +1224,17 @@ static bool tcmu_reap_slot(struct tcmu_dev *udev, u32 off)
 		list_del_init(&cmd->node);
 		udev->nr_inflight--;
 	}
-	tcmu_complete(udev, cmd, &rsp);
+	settled = tcmu_settle(udev, cmd, &rsp);
+	if (settled && done && !keep) {
+		xa_erase(&udev->cmds, cmd->id);
+		/* Only Data-In still has to be read out of the blocks. */
+		if (!cmd->done_len)
+			tcmu_cmd_release_blocks(cmd);
+		list_add_tail(&cmd->node, done);
+		return true;
+	}
+	if (settled)
+		tcmu_finish(udev, cmd);
 	if (keep) {
 		clear_bit(TCMU_CMD_EXPIRED, &cmd->flags);
 		set_bit(TCMU_CMD_KEPT, &cmd->flags);
@@ -1206,10 +1251,11 @@ static void tcmu_run_tmr_queue(struct tcmu_dev *udev);
  * on an entry boundary the kernel itself wrote, inside the region between
  * the old tail and the head; anything else breaks the device. The walk is
  * bounded by the private log, never by lengths in shared memory.
+ * @done: see tcmu_reap_slot(); NULL to complete everything here.
  *
  * Return: true if ring space was freed.
  */
-static bool tcmu_reap(struct tcmu_dev *udev)
+static bool tcmu_reap(struct tcmu_dev *udev, struct list_head *done)
 {
 	u32 new_tail, dist, used;
 	bool freed = false;
@@ -1243,7 +1289,7 @@ static bool tcmu_reap(struct tcmu_dev *udev)
 			break;
 		}
 		if (tcmu_hdr_get_op(len_op) == TCMU_OP_CMD) {
-			if (!tcmu_reap_slot(udev, udev->ring_tail))
+			if (!tcmu_reap_slot(udev, udev->ring_tail, done))
 				break;
 		} else if (tcmu_hdr_get_op(len_op) == TCMU_OP_TMR) {
 			udev->ring_tmrs--;
@@ -1506,16 +1552,51 @@ out:
 
 static void tcmu_dev_put(struct tcmu_dev *udev);
 
+/*
+ * Complete commands settled by tcmu_reap(), outside ring_lock: copying
+ * Data-In back and completing to the core no longer hold up submission.
+ * Blocks are released in one more pass under the lock, which also lets
+ * waiting commands have them.
+ */
+static void tcmu_finish_list(struct tcmu_dev *udev, struct list_head *done)
+{
+	struct tcmu_cmd *cmd, *tmp;
+	bool held = false;
+
+	list_for_each_entry_safe(cmd, tmp, done, node) {
+		tcmu_finish(udev, cmd);
+		if (cmd->nr_runs) {
+			held = true;
+			continue;
+		}
+		list_del(&cmd->node);
+		kmem_cache_free(tcmu_cmd_slab, cmd);
+	}
+	if (!held)
+		return;
+
+	mutex_lock(&udev->ring_lock);
+	list_for_each_entry_safe(cmd, tmp, done, node) {
+		list_del(&cmd->node);
+		tcmu_free_cmd(cmd);
+	}
+	if (list_empty(&udev->tmr_queue))
+		tcmu_run_qfull(udev, false);
+	tcmu_ring_unlock(udev);
+}
+
 static int tcmu_irqcontrol(struct uio_info *info, s32 on)
 {
 	struct tcmu_dev *udev = container_of(info, struct tcmu_dev, uio_info);
+	LIST_HEAD(done);
 
 	mutex_lock(&udev->ring_lock);
-	if (tcmu_reap(udev))
+	if (tcmu_reap(udev, &done))
 		tcmu_run_tmr_queue(udev);
 	if (list_empty(&udev->tmr_queue))
 		tcmu_run_qfull(udev, false);
 	tcmu_ring_unlock(udev);
+	tcmu_finish_list(udev, &done);
 	return 0;
 }
 
@@ -1666,7 +1747,7 @@ static int tcmu_release(struct uio_info *info, struct inode *inode)
 	udev->stats.handler_exits++;
 
 	/* Whatever the handler finished before it went counts. */
-	if (tcmu_reap(udev))
+	if (tcmu_reap(udev, NULL))
 		tcmu_run_tmr_queue(udev);
 
 	if (READ_ONCE(udev->exit_policy) == TCMU_EXIT_FAIL &&
@@ -2697,7 +2778,7 @@ static ssize_t tcmu_block_dev_store(struct config_item *item, const char *page,
 	if (val) {
 		if (!test_and_set_bit(TCMU_DEV_BLOCKED, &udev->flags)) {
 			/* Take what the handler finished, fail the waiters. */
-			tcmu_reap(udev);
+			tcmu_reap(udev, NULL);
 			tcmu_run_qfull(udev, true);
 		}
 	} else {

@@ -79,7 +79,8 @@ struct tcmu_run {
  * struct tcmu_cmd - one SCSI command owned by the backstore
  * @se_cmd: the core's command; NULL once completed to the initiator
  * @udev: owning device
- * @node: position on the inflight or qfull list
+ * @node: position on the inflight or qfull list, or on a reaper's list of
+ *	answered commands it completes after dropping ring_lock
  * @deadline: jiffies at which the command times out (if armed)
  * @flags: TCMU_CMD_* bits
  * @id: ring command id (0 while queued in qfull)
@@ -90,6 +91,10 @@ struct tcmu_run {
  * @nr_blocks: total blocks held
  * @runs: block runs, Data-Out first, then Data-In
  * @inline_runs: storage for @runs when few are needed
+ * @done_len: Data-In bytes to return, settled from the handler's answer
+ * @done_sense: sense reason to complete with instead of @done_status
+ * @done_status: SCSI status the handler answered
+ * @done_with_len: complete with an explicit length (TCMU_UFLAG_READ_LEN)
  */
 struct tcmu_cmd {
 	struct se_cmd *se_cmd;
@@ -105,6 +110,10 @@ struct tcmu_cmd {
 	u32 nr_blocks;
 	struct tcmu_run *runs;
 	struct tcmu_run inline_runs[TCMU_INLINE_RUNS];
+	u32 done_len;
+	sense_reason_t done_sense;
+	u8 done_status;
+	bool done_with_len;
 };
 
 /* A task management notification waiting for ring space. */
