@@ -1100,7 +1100,8 @@ static void tcmu_mark_broken(struct tcmu_dev *udev, const char *why, u32 val)
  * sense data, status and the Data-In length are taken here, under
  * ring_lock, and se_cmd->priv is cleared, so that from now on only the
  * reaper reaches the command (TMR notification skips it). The data copy
- * and the completion itself are tcmu_finish()'s.
+ * and the completion itself are tcmu_finish_data()'s and
+ * tcmu_finish_status()'s.
  *
  * Return: false if the command had been completed already (expired).
  */
@@ -1147,37 +1148,47 @@ static bool tcmu_settle(struct tcmu_dev *udev, struct tcmu_cmd *cmd,
 }
 
 /*
- * Return the Data-In settled by tcmu_settle() and complete the command to
- * the core. Needs the command's blocks, not ring_lock: nothing else reaches
- * a settled command, and its blocks stay claimed until it is freed.
+ * Copy the Data-In settled by tcmu_settle() back to the initiator's pages.
+ * Needs the command's blocks, not ring_lock: nothing else reaches a
+ * settled command, and its blocks stay claimed until they are released.
  */
-static void tcmu_finish(struct tcmu_dev *udev, struct tcmu_cmd *cmd)
+static void tcmu_finish_data(struct tcmu_dev *udev, struct tcmu_cmd *cmd)
+{
+	struct se_cmd *se_cmd = cmd->se_cmd;
+	struct scatterlist *sgl = se_cmd->t_data_sg;
+	u32 nents = se_cmd->t_data_nents;
+
+	if (cmd->done_sense != TCM_NO_SENSE || !cmd->done_len)
+		return;
+	if (se_cmd->se_cmd_flags & SCF_BIDI) {
+		sgl = se_cmd->t_bidi_data_sg;
+		nents = se_cmd->t_bidi_data_nents;
+	}
+	tcmu_copy_runs(udev, cmd->runs + cmd->nr_out_runs,
+		       cmd->nr_runs - cmd->nr_out_runs, sgl, nents,
+		       cmd->done_len, false);
+}
+
+/* Hand a settled command's status to the core; its data is in place. */
+static void tcmu_finish_status(struct tcmu_cmd *cmd)
 {
 	struct se_cmd *se_cmd = cmd->se_cmd;
 
 	cmd->se_cmd = NULL;
-	if (cmd->done_sense != TCM_NO_SENSE) {
+	if (cmd->done_sense != TCM_NO_SENSE)
 		target_complete_cmd_with_sense(se_cmd, SAM_STAT_CHECK_CONDITION,
 					       cmd->done_sense);
-		return;
-	}
-	if (cmd->done_len) {
-		struct scatterlist *sgl = se_cmd->t_data_sg;
-		u32 nents = se_cmd->t_data_nents;
-
-		if (se_cmd->se_cmd_flags & SCF_BIDI) {
-			sgl = se_cmd->t_bidi_data_sg;
-			nents = se_cmd->t_bidi_data_nents;
-		}
-		tcmu_copy_runs(udev, cmd->runs + cmd->nr_out_runs,
-			       cmd->nr_runs - cmd->nr_out_runs, sgl, nents,
-			       cmd->done_len, false);
-	}
-	if (cmd->done_with_len)
+	else if (cmd->done_with_len)
 		target_complete_cmd_with_length(se_cmd, cmd->done_status,
 						cmd->done_len);
 	else
 		target_complete_cmd(se_cmd, cmd->done_status);
+}
+
+static void tcmu_finish(struct tcmu_dev *udev, struct tcmu_cmd *cmd)
+{
+	tcmu_finish_data(udev, cmd);
+	tcmu_finish_status(cmd);
 }
 
 /* Drop a finished command: id, list position, data and memory. */
@@ -1555,34 +1566,33 @@ static void tcmu_dev_put(struct tcmu_dev *udev);
 /*
  * Complete commands settled by tcmu_reap(), outside ring_lock: copying
  * Data-In back and completing to the core no longer hold up submission.
- * Blocks are released in one more pass under the lock, which also lets
- * waiting commands have them.
+ * The blocks that held Data-In are released in one more pass under the
+ * lock, which also lets waiting commands have them, and only then is the
+ * status handed to the core: an initiator that has seen its command
+ * complete finds the data area as if it had been freed with the ring slot.
  */
 static void tcmu_finish_list(struct tcmu_dev *udev, struct list_head *done)
 {
 	struct tcmu_cmd *cmd, *tmp;
 	bool held = false;
 
+	list_for_each_entry(cmd, done, node) {
+		tcmu_finish_data(udev, cmd);
+		held |= cmd->nr_runs != 0;
+	}
+	if (held) {
+		mutex_lock(&udev->ring_lock);
+		list_for_each_entry(cmd, done, node)
+			tcmu_cmd_release_blocks(cmd);
+		if (list_empty(&udev->tmr_queue))
+			tcmu_run_qfull(udev, false);
+		tcmu_ring_unlock(udev);
+	}
 	list_for_each_entry_safe(cmd, tmp, done, node) {
-		tcmu_finish(udev, cmd);
-		if (cmd->nr_runs) {
-			held = true;
-			continue;
-		}
 		list_del(&cmd->node);
+		tcmu_finish_status(cmd);
 		kmem_cache_free(tcmu_cmd_slab, cmd);
 	}
-	if (!held)
-		return;
-
-	mutex_lock(&udev->ring_lock);
-	list_for_each_entry_safe(cmd, tmp, done, node) {
-		list_del(&cmd->node);
-		tcmu_free_cmd(cmd);
-	}
-	if (list_empty(&udev->tmr_queue))
-		tcmu_run_qfull(udev, false);
-	tcmu_ring_unlock(udev);
 }
 
 static int tcmu_irqcontrol(struct uio_info *info, s32 on)
