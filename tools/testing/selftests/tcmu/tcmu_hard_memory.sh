@@ -117,7 +117,7 @@ tcmu_vmalloc_kb()
 declare -A MEM
 mem_measure()
 {
-	local k v _u prev= try
+	local k v _u prev="" try
 	for ((try = 0; try < 15; try++)); do
 		sync
 		echo 3 > /proc/sys/vm/drop_caches
@@ -398,6 +398,7 @@ idle=0
 # Idle devices are summed on their own: reclaim may still be freeing
 # pages of the busy ones between two reads.
 sum_pages idle "$NIO" $((NDEV - 1))
+after=0
 sum_pages after 0 $((NIO - 1))
 check_eq "idle devices still own no data pages" 0 "$idle"
 check_true "busy devices, now idle, keep at most the limit ($after pages)" test "$after" -le "$LIMIT_PAGES"
