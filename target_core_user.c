@@ -1158,7 +1158,7 @@ static void tcmu_finish_data(struct tcmu_dev *udev, struct tcmu_cmd *cmd)
 	struct scatterlist *sgl = se_cmd->t_data_sg;
 	u32 nents = se_cmd->t_data_nents;
 
-	if (cmd->done_sense != TCM_NO_SENSE || !cmd->done_len)
+	if (!cmd->done_len)	/* also 0 when a sense reason was settled */
 		return;
 	if (se_cmd->se_cmd_flags & SCF_BIDI) {
 		sgl = se_cmd->t_bidi_data_sg;
