@@ -204,32 +204,22 @@ for c in "tail_outside:cmd_tail outside the ring" \
 	on a broken_case "${c%%:*}" "${c#*:}"
 done
 
-# mb_scribble: with no handler running, open the uio device, write junk
-# over the kernel's mailbox fields (version, flags, cmdr_off, cmdr_size,
-# cmd_head) and exit, as a handler dying mid-misdeed would.
-mb_scribble()
+# mb_poke read|scribble: with no handler running, map the uio device and
+# print the kernel's mailbox fields (version, flags, cmdr_off, cmdr_size,
+# cmd_head) as a fresh mapping sees them, or write junk over them and
+# exit, as a handler dying mid-misdeed would.
+mb_poke()
 {
-	python3 - "/dev/$DP_UIO" "$(cat "/sys/class/uio/$DP_UIO/maps/map0/size")" <<'PYEOF'
+	python3 - "$1" "/dev/$DP_UIO" "$(cat "/sys/class/uio/$DP_UIO/maps/map0/size")" <<'PYEOF'
 import mmap, os, struct, sys
-fd = os.open(sys.argv[1], os.O_RDWR)
-m = mmap.mmap(fd, int(sys.argv[2], 0), mmap.MAP_SHARED,
+fd = os.open(sys.argv[2], os.O_RDWR)
+m = mmap.mmap(fd, int(sys.argv[3], 0), mmap.MAP_SHARED,
               mmap.PROT_READ | mmap.PROT_WRITE)
-m[0:16] = struct.pack("<HHIII", 0x497c, 0xffff, 7, 0x12345, 0x6789a)
-m.close()
-os.close(fd)
-PYEOF
-}
-
-# mb_header: the mailbox fields as a fresh mapping sees them.
-mb_header()
-{
-	python3 - "/dev/$DP_UIO" "$(cat "/sys/class/uio/$DP_UIO/maps/map0/size")" <<'PYEOF'
-import mmap, os, struct, sys
-fd = os.open(sys.argv[1], os.O_RDWR)
-m = mmap.mmap(fd, int(sys.argv[2], 0), mmap.MAP_SHARED, mmap.PROT_READ)
-v, f, off, size, head = struct.unpack("<HHIII", m[0:16])
-print("version %d flags %#x cmdr_off %d cmdr_size %d cmd_head %d"
-      % (v, f, off, size, head))
+if sys.argv[1] == "scribble":
+    m[0:16] = struct.pack("<HHIII", 0x497c, 0xffff, 7, 0x12345, 0x6789a)
+else:
+    print("version %d flags %#x cmdr_off %d cmdr_size %d cmd_head %d"
+          % struct.unpack("<HHIII", m[0:16]))
 m.close()
 os.close(fd)
 PYEOF
@@ -240,11 +230,11 @@ scribbled_header_case()
 	local mark="mailbox scribble $$" before after n
 
 	dp_handler_stop
-	before=$(mb_header)
+	before=$(mb_poke read)
 	tcmu_log "mailbox header before: $before"
 	dp_kmsg_mark "$mark"
-	mb_scribble || fail "could not scribble on the mailbox"
-	after=$(mb_header)
+	mb_poke scribble || fail "could not scribble on the mailbox"
+	after=$(mb_poke read)
 	check_eq "a scribbled mailbox header is restored when its handler exits" \
 		"$before" "$after"
 	n=$(dp_kmsg_since "$mark" | grep -c "$A_NAME: handler left the mailbox header or cmd_head scribbled; restored")
