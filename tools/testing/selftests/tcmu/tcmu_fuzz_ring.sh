@@ -237,7 +237,8 @@ scribbled_header_case()
 	after=$(mb_poke read)
 	check_eq "a scribbled mailbox header is restored when its handler exits" \
 		"$before" "$after"
-	n=$(dp_kmsg_since "$mark" | grep -c "$A_NAME: handler left the mailbox header or cmd_head scribbled; restored")
+	local msg="handler left the mailbox header or cmd_head scribbled; restored"
+	n=$(dp_kmsg_since "$mark" | grep -c "$A_NAME: $msg")
 	check_eq "kernel log: the header was restored, once" 1 "$n"
 	dp_handler_start || return 1
 	read8 15
@@ -322,7 +323,8 @@ a_watch()
 		fi
 		HANDLER_DEATHS=$((HANDLER_DEATHS + 1))
 		DEAD_RC+=("$rc")
-		tcmu_log "the fuzzing handler died (exit ${rc:-none: it did not start}); restarting it"
+		tcmu_log "the fuzzing handler died" \
+			"(exit ${rc:-none: it did not start}); restarting it"
 		dp_handler_log 15
 		DP_HANDLER_PID=
 		reset_and_resync 1

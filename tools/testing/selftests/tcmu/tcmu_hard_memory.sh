@@ -459,7 +459,8 @@ lost=$((BASE[MemAvailable] - MEM[MemAvailable] - shm))
 tcmu_log "MemAvailable ${BASE[MemAvailable]} kB at the start, ${MEM[MemAvailable]} kB now;" \
 	"tmpfs (Shmem) grew by $shm kB, Slab by $((MEM[Slab] - BASE[Slab])) kB" \
 	"(unreclaimable $((MEM[SUnreclaim] - BASE[SUnreclaim])) kB)"
-check_true "MemAvailable within 16 MiB of the start ($lost kB less, tmpfs growth aside)" test "$lost" -le $((16 * 1024))
+check_true "MemAvailable within 16 MiB of the start ($lost kB less, tmpfs growth aside)" \
+	test "$lost" -le $((16 * 1024))
 
 tcmu_log "test took $((SECONDS - DP_T0))s"
 tcmu_finish
